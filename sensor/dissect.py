@@ -1,0 +1,87 @@
+"""The contract between the sensor core and protocol dissectors.
+
+A protocol module under :mod:`sensor.protocols` exports exactly one
+``DISSECTOR = Dissector(...)``. The core hands each flow's reassembled bytes
+(TCP) or datagrams (UDP) to a per-flow :class:`Session` created by
+``DISSECTOR.new_session()``; the session returns protocol events as flat
+dictionaries of its own fields (``modbus.*``, ``ics.*``, ``event.action``...).
+The core adds the common fields (time, endpoints, flow ids, observer).
+
+Sessions do no I/O and no logging. Errors:
+
+* :class:`ProtocolViolation` -- the bytes cannot be this protocol (framing is
+  broken). The core records a decode-error event with ``reason`` and
+  ``offset`` and stops feeding this dissector on the flow.
+* Anything else a session raises is a bug; the core still contains it (counted
+  as ``dissector-bug:<name>``) so one bad flow never stops the sensor.
+
+Values that break the specification but still parse are *not* violations:
+the session reports them as events with ``event.type: ["protocol", "error"]``
+so rules can match them (Zeek's weird.log).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sensor.schema import Field
+
+Event = dict[str, Any]
+
+
+class ProtocolViolation(Exception):
+    """The data on this flow does not frame as the protocol: ``reason`` at ``offset``."""
+
+    def __init__(self, reason: str, offset: int = 0) -> None:
+        super().__init__(f"{reason} at offset {offset}")
+        self.reason = reason
+        self.offset = offset
+
+
+class Session(Protocol):
+    """Per-flow protocol state. One instance per flow (both directions)."""
+
+    def feed(self, data: bytes, to_server: bool, ts: float) -> list[Event]:
+        """Consume in-order stream bytes (TCP) or one datagram (UDP); return events."""
+        ...
+
+    def on_gap(self, nbytes: int, to_server: bool) -> None:
+        """``nbytes`` of the stream in this direction were never captured; resynchronise."""
+        ...
+
+    def finish(self, ts: float) -> list[Event]:
+        """The flow ended: return events still pending (e.g. unanswered requests)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Dissector:
+    """Registration record of one protocol.
+
+    ``probe(payload, to_server)`` is a cheap content test on the first payload
+    of a flow (Zeek's dynamic protocol detection): true means the bytes look
+    like this protocol. ``tcp_ports``/``udp_ports`` are the well-known server
+    ports (overridable in configuration). ``operations`` maps each of the
+    protocol's function names to the cross-protocol ``ics.operation`` value; it
+    feeds the docs and the rule linter.
+    """
+
+    name: str
+    description: str
+    tcp_ports: frozenset[int]
+    udp_ports: frozenset[int]
+    probe: Callable[[bytes, bool], bool]
+    new_session: Callable[[], Session]
+    fields: tuple[Field, ...] = ()
+    operations: Mapping[str, str] = field(default_factory=dict)
+
+
+# The closed set of ``ics.operation`` values shared by all protocols.
+OPERATIONS: tuple[str, ...] = (
+    "read", "write", "program_download", "program_upload", "program_delete", "control_run",
+    "control_stop", "mode_change", "restart", "firmware_update", "diagnostic", "discovery",
+    "identity", "time_sync", "file_read", "file_write", "file_delete", "config_change", "session",
+    "auth", "alarm", "report", "other",
+)
