@@ -274,7 +274,8 @@ def demo(workdir: str | None, show_events: int) -> None:
         stats = sensor.stats_dict()
         click.echo("\nStatistics:")
         click.echo("  " + summary(stats).replace("\n", "\n  "))
-        click.echo(f"\nAll {stats['events']:,} events: {events_file if workdir else '(use --workdir to keep)'}")
+        where = str(events_file) if workdir else "deleted with the temporary directory; keep them with --workdir DIR"
+        click.echo(f"\nAll {stats['events']:,} events as JSON lines: {where}")
 
 
 def _one_line(event: dict[str, Any]) -> str:

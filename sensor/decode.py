@@ -81,21 +81,22 @@ def decode(
             return None
         ethertype = (frame[12] << 8) | frame[13]
         off = 14
-        if ethertype in VLAN_TPIDS:
-            tags = 0
-            while ethertype in VLAN_TPIDS:
-                if len(frame) < off + 4 or tags == MAX_VLAN_TAGS:
-                    _bump(errors, "vlan-truncated" if tags < MAX_VLAN_TAGS else "vlan-too-many-tags")
-                    return None
-                vlan += bytes((frame[off] & 0x0F, frame[off + 1]))
-                ethertype = (frame[off + 2] << 8) | frame[off + 3]
-                off += 4
-                tags += 1
     else:
         link = _decode_other_link(linktype, frame, errors)
         if link is None:
             return None
         ethertype, off = link
+    if ethertype in VLAN_TPIDS:
+        # 802.1Q/802.1ad tags (Ethernet, or Linux cooked captures that kept the tag in the frame).
+        tags = 0
+        while ethertype in VLAN_TPIDS:
+            if len(frame) < off + 4 or tags == MAX_VLAN_TAGS:
+                _bump(errors, "vlan-truncated" if tags < MAX_VLAN_TAGS else "vlan-too-many-tags")
+                return None
+            vlan += bytes((frame[off] & 0x0F, frame[off + 1]))
+            ethertype = (frame[off + 2] << 8) | frame[off + 3]
+            off += 4
+            tags += 1
 
     if ethertype == ETH_IPV4:
         if len(frame) < off + 20:
@@ -222,6 +223,7 @@ def _decode_ipv6(
         return None
     addrs = frame[off + 8:off + 40]
     pos = off + 40
+    reassembled = False
     for _ in range(16):  # bounded walk: no header chain is legitimately longer
         if nxt in _IPV6_EXT or nxt == _IPV6_AH:
             if pos + 2 > end:
@@ -238,6 +240,9 @@ def _decode_ipv6(
             if pos + 8 > end:
                 _bump(errors, "ipv6-ext-truncated")
                 return None
+            if reassembled:
+                _bump(errors, "ipv6-nested-fragment")
+                return None
             inner, offflags, ident = _FRAG6.unpack_from(frame, pos)
             whole = defrag.add(
                 addrs + bytes((inner,)) + ident.to_bytes(4, "big") + vlan,
@@ -245,7 +250,10 @@ def _decode_ipv6(
             )
             if whole is None:
                 return None
-            return inner, addrs, whole, 0, len(whole)
+            # Extension headers after the fragment header (destination options, routing...)
+            # belong to the fragmentable part: keep walking inside the reassembled payload.
+            frame, pos, end, nxt, reassembled = whole, 0, len(whole), inner, True
+            continue
         return nxt, addrs, frame, pos, end
     _bump(errors, "ipv6-ext-chain-too-long")
     return None

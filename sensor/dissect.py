@@ -41,7 +41,12 @@ class ProtocolViolation(Exception):
 
 
 class Session(Protocol):
-    """Per-flow protocol state. One instance per flow (both directions)."""
+    """Per-flow protocol state. One instance per flow (both directions).
+
+    A session may also carry ``stats: dict[str, int]`` (PDUs, anomalies,
+    pairing misses, resync bytes...); the pipeline sums them per protocol into
+    the run statistics under ``protocols.<name>.sessions``.
+    """
 
     def feed(self, data: bytes, to_server: bool, ts: float) -> list[Event]:
         """Consume in-order stream bytes (TCP) or one datagram (UDP); return events."""

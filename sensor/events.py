@@ -135,11 +135,11 @@ _second_cache: list[Any] = [None, ""]
 
 def iso_time(ts: float) -> str:
     """Epoch seconds -> ``2026-01-05T08:00:00.123456Z`` (cached per second: hot path)."""
-    sec = int(ts)
+    sec, micro = divmod(round(ts * 1e6), 1_000_000)
     if _second_cache[0] != sec:
         _second_cache[0] = sec
         _second_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-    return f"{_second_cache[1]}.{int((ts - sec) * 1e6):06d}Z"
+    return f"{_second_cache[1]}.{micro:06d}Z"
 
 
 def to_json(event: dict[str, Any]) -> bytes:

@@ -2,9 +2,15 @@
 
 Fragments are rare on ICS networks and a classic evasion and resource
 exhaustion vector, so everything here is capped: the number of datagrams in
-progress, the bytes held in total, the size of one datagram and the time a
-datagram may wait for its missing pieces. Every give-up is counted by reason
-in :attr:`Defragmenter.counters`.
+progress, the bytes held in total, the size of one datagram, the number of
+fragments of one datagram and the time a datagram may wait for its missing
+pieces. Every give-up is counted by reason in :attr:`Defragmenter.counters`.
+
+The fragment cap also bounds CPU: overlap checks and reassembly cost grow
+with the pieces of a datagram, and a 64 KiB datagram cut into 8-byte
+fragments (8,192 pieces) would otherwise cost seconds of CPU per datagram.
+Reassembly is only attempted once the bytes held reach the datagram's
+length, so a well-formed datagram is joined exactly once.
 
 Overlapping fragments are counted, since an overlap is itself a sign of
 evasion; a duplicate offset keeps the first copy, and where pieces overlap
@@ -18,6 +24,8 @@ from dataclasses import dataclass, field
 __all__ = ["Defragmenter"]
 
 MAX_DATAGRAM = 65535
+MAX_FRAGMENTS = 256
+"""Fragments of one datagram. 64 KiB over a 576-byte MTU needs 120; FreeBSD stops at 16."""
 
 
 @dataclass(slots=True)
@@ -31,8 +39,10 @@ class _Pending:
 class Defragmenter:
     """Collects fragments per datagram key until the datagram is whole."""
 
-    def __init__(self, max_datagrams: int = 1024, max_bytes: int = 8 << 20, timeout: float = 30.0) -> None:
+    def __init__(self, max_datagrams: int = 1024, max_bytes: int = 8 << 20, timeout: float = 30.0,
+                 max_fragments: int = MAX_FRAGMENTS) -> None:
         self.max_datagrams = max_datagrams
+        self.max_fragments = max_fragments
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.held = 0
@@ -68,14 +78,17 @@ class Defragmenter:
             self._count("overlapping-fragments")
             if offset in entry.pieces:
                 return None
+        if len(entry.pieces) >= self.max_fragments:
+            self._drop(key, "datagrams-too-many-fragments")
+            return None
         if self.held + len(data) > self.max_bytes:
             self._drop(key, "datagrams-over-memory-cap")
             return None
         entry.pieces[offset] = data
         entry.held += len(data)
         self.held += len(data)
-        if entry.total < 0:
-            return None
+        if entry.total < 0 or entry.held < entry.total:
+            return None  # last fragment not seen yet, or certainly still a hole
         return self._assemble(key, entry)
 
     @staticmethod

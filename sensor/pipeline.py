@@ -20,14 +20,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from sensor.capture import CaptureStats, Packet
-from sensor.decode import TCP, decode, link_macs, reverse_key
+from sensor.decode import TCP, UDP, decode, link_macs, reverse_key
 from sensor.dissect import Dissector, Event, ProtocolViolation
 from sensor.events import conn_end, conn_start, decode_error, flow_base, flow_info
 from sensor.flows import Flow, FlowTable, Half
 from sensor.ipfrag import Defragmenter
 from sensor.protocols import registry
 from sensor.reassembly import MASK
-from sensor.schema import DATASET_CONN
 from sensor.settings import SensorSettings
 
 __all__ = ["Sensor"]
@@ -39,13 +38,33 @@ Sink = Callable[[Event], None]
 
 
 class _ProtocolCounters:
-    __slots__ = ("flows", "events", "violations", "bugs")
+    """Per-protocol totals; ``sessions`` sums the counters each ended session reports in ``stats``."""
+
+    __slots__ = ("flows", "events", "violations", "bugs", "sessions")
 
     def __init__(self) -> None:
         self.flows = 0
         self.events = 0
         self.violations = 0
         self.bugs = 0
+        self.sessions: dict[str, int] = {}
+
+    def add_session(self, session: object) -> None:
+        _add_counts(self.sessions, getattr(session, "stats", None))
+
+    def as_dict(self, live_sessions: Iterable[object]) -> dict[str, Any]:
+        sessions = dict(self.sessions)
+        for session in live_sessions:
+            _add_counts(sessions, getattr(session, "stats", None))
+        return {"flows": self.flows, "events": self.events, "violations": self.violations,
+                "bugs": self.bugs, "sessions": sessions}
+
+
+def _add_counts(total: dict[str, int], counts: object) -> None:
+    if isinstance(counts, dict):
+        for key, n in counts.items():
+            if isinstance(n, int):
+                total[key] = total.get(key, 0) + n
 
 
 class Sensor:
@@ -128,7 +147,8 @@ class Sensor:
                 if half is None:
                     half = new_flow(key, proto, payload, flags, ts, interface, linktype, frame)
                 flow = half.flow
-                flow.last = ts
+                if ts > flow.last:  # reordered captures must not shorten (or negate) a flow
+                    flow.last = ts
                 half.packets += 1
                 if proto == TCP:
                     tcp(half, flow, payload, flags, seq, ack, ts)
@@ -146,7 +166,7 @@ class Sensor:
                 self.capture_stats = _merge_capture_stats(self.capture_stats, stats())
 
     def _new_flow(self, key: bytes, proto: int, payload: bytes, flags: int, ts: float, interface: str,
-                  linktype: int, frame: bytes) -> Half:
+                  linktype: int, frame: bytes, macs: tuple[str | None, str | None] | None = None) -> Half:
         a = 16 if len(key) >= 37 else 4
         sport = (key[2 * a] << 8) | key[2 * a + 1]
         dport = (key[2 * a + 2] << 8) | key[2 * a + 3]
@@ -156,10 +176,12 @@ class Sensor:
             sender_is_client = self._looks_like_client(proto, sport, dport)
         half = self.table.create(key, proto, ts, interface, sender_is_client)
         flow = half.flow
-        src_mac, dst_mac = link_macs(linktype, frame)
+        src_mac, dst_mac = macs or link_macs(linktype, frame)
         flow.src_mac, flow.dst_mac = (src_mac, dst_mac) if sender_is_client else (dst_mac, src_mac)
         if proto == TCP and not flags & SYN:
             flow.midstream = True
+        elif proto != TCP and proto != UDP:
+            flow.probed_bytes = -1  # ICMP: no ports, nothing for a dissector
         self._emit(conn_start(flow, self.observer))
         return half
 
@@ -180,22 +202,30 @@ class Sensor:
             if flags & SYN and not flags & ACK:  # the client reuses the ports: a new connection
                 self.table.end(flow, ts, "closed")
                 key = flow.key if half.to_server else reverse_key(flow.key)
-                half = self._new_flow(key, TCP, payload, flags, ts, flow.interface, -1, b"")
-                half.flow.src_mac, half.flow.dst_mac = flow.src_mac, flow.dst_mac
+                # MACs as sent by this packet's sender, known from the old flow.
+                macs = (flow.src_mac, flow.dst_mac) if half.to_server else (flow.dst_mac, flow.src_mac)
+                half = self._new_flow(key, TCP, payload, flags, ts, flow.interface, -1, b"", macs)
+                half.packets += 1
                 self._tcp(half, half.flow, payload, flags, seq, ack, ts)
             return
         to_server = half.to_server
         if flags & SYN:
             flow.mark("S" if not flags & ACK else "H", to_server)
-            if not half.syn or stream.next_seq != (seq + 1) & MASK:
+            if not half.syn:  # a retransmitted SYN must not rewind a running stream
                 half.syn = True
                 stream.next_seq = (seq + 1) & MASK
             seq = (seq + 1) & MASK
         elif stream.next_seq < 0:
             stream.next_seq = seq
+        if flags & ACK:
+            peer_stream = half.peer.stream
+            if peer_stream is not None and peer_stream.pending:
+                chunks = peer_stream.acked(ack)
+                if chunks:
+                    self._deliver_chunks(flow, half.peer, chunks, ts)
         if payload:
             half.bytes += len(payload)
-            if not flow.history or flow.history[-1] not in "Dd":
+            if ("D" if to_server else "d") not in flow.history:
                 flow.mark("D", to_server)
             chunks = stream.add(seq, payload)
             if chunks.__class__ is bytes:
@@ -203,12 +233,6 @@ class Sensor:
                     self._deliver(flow, half, chunks, ts)  # type: ignore[arg-type]
             elif chunks:
                 self._deliver_chunks(flow, half, chunks, ts)  # type: ignore[arg-type]
-        if flags & ACK:
-            peer_stream = half.peer.stream
-            if peer_stream is not None and peer_stream.pending:
-                chunks = peer_stream.acked(ack)
-                if chunks:
-                    self._deliver_chunks(flow, half.peer, chunks, ts)
         if flags & (FIN | RST):
             if flags & RST:
                 flow.mark("R", to_server)
@@ -300,12 +324,13 @@ class Sensor:
         self._emit(decode_error(flow, ts, self.observer, name, reason, 0))
         self._drop_dissector(flow, name)
 
-    @staticmethod
-    def _drop_dissector(flow: Flow, name: str) -> None:
+    def _drop_dissector(self, flow: Flow, name: str) -> None:
         """Stop feeding this dissector on the flow; another may claim the following bytes."""
         if flow.excluded is None:
             flow.excluded = set()
         flow.excluded.add(name)
+        if flow.session is not None and name in self.protocol_counters:
+            self.protocol_counters[name].add_session(flow.session)
         flow.session = None
         flow.dissector = None
         flow.probed_bytes = 0
@@ -346,6 +371,8 @@ class Sensor:
                 events = []
             if events:
                 self._emit_protocol(flow, flow.client, events, ts)
+            if flow.session is not None and flow.dissector is not None:
+                self.protocol_counters[flow.dissector.name].add_session(flow.session)
         self._emit(conn_end(flow, ts, self.observer))
 
     # -- end of input and statistics -----------------------------------------------------------
@@ -356,10 +383,15 @@ class Sensor:
 
     def stats_dict(self) -> dict[str, Any]:
         table = self.table
-        protocols = {
-            name: {"flows": c.flows, "events": c.events, "violations": c.violations, "bugs": c.bugs}
-            for name, c in self.protocol_counters.items()
-        }
+        live: dict[str, list[object]] = {}
+        active = 0
+        for flow in table.flows.values():
+            if flow.closed_at:  # reported already, lingering only to absorb late packets
+                continue
+            active += 1
+            if flow.session is not None and flow.dissector is not None:
+                live.setdefault(flow.dissector.name, []).append(flow.session)
+        protocols = {name: c.as_dict(live.get(name, ())) for name, c in self.protocol_counters.items()}
         decode_errors = dict(self.errors)
         for reason, n in self.defrag.counters.items():
             if reason not in ("fragments", "datagrams-reassembled"):
@@ -373,7 +405,7 @@ class Sensor:
             "events_by_dataset": dict(self.events_by_dataset),
             "flows": {
                 "created": table.created,
-                "active": len(table.flows),
+                "active": active,
                 "ended": sum(table.ended.values()),
                 "ended_by_state": dict(table.ended),
                 "timed_out": table.ended.get("timeout-idle", 0) + table.ended.get("timeout-absolute", 0),
@@ -389,8 +421,10 @@ class Sensor:
             "drops": {
                 "kernel": self.capture_stats.kernel_dropped,
                 "interface": self.capture_stats.interface_dropped,
+                "buffer": table.budget.forced_gaps,
             },
             "protocols": protocols,
+            "capture": dict(self.capture_stats.extra),
             "capture_errors": list(self.capture_errors),
         }
 

@@ -82,10 +82,15 @@ class Stream:
             self._drain(out)
             return out
         self._hold(seq, data)
-        if (self.pending_bytes > self.max_bytes or len(self.pending) > self.max_segments
-                or self.budget.held > self.budget.limit):
-            if self.budget.held > self.budget.limit:
-                self.budget.forced_gaps += 1
+        budget = self.budget
+        if budget.held > budget.limit:
+            budget.forced_gaps += 1
+        # Give up holes, oldest first, until every cap holds again. One skip is not enough when
+        # several holes are pending. The global budget is only relieved with this stream's own
+        # bytes: it was within its cap before this segment, and emptying this stream's queue
+        # takes back at least the bytes just added, so the cap holds after every call.
+        while self.pending and (self.pending_bytes > self.max_bytes or len(self.pending) > self.max_segments
+                                or budget.held > budget.limit):
             self._skip_to_first_pending(out)
             self._drain(out)
         return out

@@ -154,11 +154,27 @@ def elasticsearch_mapping(fields: Iterable[Field] | None = None) -> dict[str, An
     return {"dynamic": False, "properties": root}
 
 
+_REFERENCE_HEADER = """\
+# icsmon event schema
+
+Every event icsmon emits uses the fields below: Elastic Common Schema fields where ECS has one, and
+one namespace per protocol. The schema is defined once in code (`sensor/schema.py` and each
+dissector's `DISSECTOR.fields`); the Elasticsearch mappings and the field names that detection rules
+use come from that same definition. Each protocol's narrative documentation (pairing, anomalies,
+resynchronisation) sits next to its module in `sensor/protocols/`.
+
+This file is generated, and a test keeps it current. Regenerate it after changing a field or a
+dissector with:
+
+    icsmon schema > sensor/EVENTS.md
+"""
+
+
 def markdown_reference() -> str:
-    """The field reference and the operation tables as Markdown (sensor/EVENTS.md embeds it)."""
+    """The whole of sensor/EVENTS.md: field reference and one operation table per protocol."""
     from sensor.protocols import registry
 
-    lines = ["## Fields", "", "| field | type | meaning |", "|---|---|---|"]
+    lines = [_REFERENCE_HEADER, "## Fields", "", "| field | type | meaning |", "|---|---|---|"]
     for f in all_fields():
         typ = f"{f.type}[]" if f.array else f.type
         lines.append(f"| `{f.name}` | {typ} | {f.doc} |")
