@@ -62,6 +62,23 @@ class Session(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class WiresharkFields:
+    """Where Wireshark shows this protocol's key fields, for the differential harness.
+
+    ``display_filter`` selects the frames tshark reports (``-Y``). ``fields``
+    maps an icsmon field to the tshark field that carries the same raw value
+    (numbers as numbers: a function code, not its name). For every frame the
+    harness compares the multiset of tshark's values of that field (every
+    occurrence in the frame) with the multiset of the icsmon field's values over
+    the protocol events whose ``icsmon.packet`` is that frame's number, list
+    values flattened. Integers compare numerically whatever base tshark prints.
+    """
+
+    display_filter: str
+    fields: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class Dissector:
     """Registration record of one protocol.
 
@@ -70,7 +87,8 @@ class Dissector:
     like this protocol. ``tcp_ports``/``udp_ports`` are the well-known server
     ports (overridable in configuration). ``operations`` maps each of the
     protocol's function names to the cross-protocol ``ics.operation`` value; it
-    feeds the docs and the rule linter.
+    feeds the docs and the rule linter. ``wireshark`` names the tshark fields
+    the differential harness compares with this protocol's events.
     """
 
     name: str
@@ -81,6 +99,7 @@ class Dissector:
     new_session: Callable[[], Session]
     fields: tuple[Field, ...] = ()
     operations: Mapping[str, str] = field(default_factory=dict)
+    wireshark: WiresharkFields | None = None
 
 
 # The closed set of ``ics.operation`` values shared by all protocols.

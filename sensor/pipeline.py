@@ -84,6 +84,7 @@ class Sensor:
         self.errors: dict[str, int] = {}
         self.counters: dict[str, int] = {}
         self.packets = 0
+        self.packet_number = 0  # 1-based number of the packet being processed (Wireshark's frame.number)
         self.bytes = 0
         self.events = 0
         self.events_by_dataset: dict[str, int] = {}
@@ -127,11 +128,13 @@ class Sensor:
         deliver = self._deliver
         new_flow = self._new_flow
         packets = nbytes = 0
+        first = self.packets  # packets of earlier run() calls: numbering continues across inputs
         last_ts = self.last_ts
         started = time.perf_counter()
         try:
             for ts, linktype, frame, interface in source:
                 packets += 1
+                self.packet_number = first + packets
                 nbytes += len(frame)
                 if ts > last_ts:
                     last_ts = ts
@@ -313,7 +316,9 @@ class Sensor:
         name = flow.dissector.name if flow.dissector else "unknown"
         self.protocol_counters[name].violations += 1
         self.errors[f"{name}:{exc.reason}"] = self.errors.get(f"{name}:{exc.reason}", 0) + 1
-        self._emit(decode_error(flow, ts, self.observer, name, exc.reason, exc.offset))
+        error = decode_error(flow, ts, self.observer, name, exc.reason, exc.offset)
+        error["icsmon.packet"] = self.packet_number
+        self._emit(error)
         self._drop_dissector(flow, name)
 
     def _dissector_bug(self, flow: Flow, exc: Exception, ts: float) -> None:
@@ -321,7 +326,9 @@ class Sensor:
         self.protocol_counters[name].bugs += 1
         reason = f"dissector-bug:{name}:{type(exc).__name__}"
         self.errors[reason] = self.errors.get(reason, 0) + 1
-        self._emit(decode_error(flow, ts, self.observer, name, reason, 0))
+        error = decode_error(flow, ts, self.observer, name, reason, 0)
+        error["icsmon.packet"] = self.packet_number
+        self._emit(error)
         self._drop_dissector(flow, name)
 
     def _drop_dissector(self, flow: Flow, name: str) -> None:
@@ -350,6 +357,7 @@ class Sensor:
             event["event.type"] = ("protocol",)
             event["network.protocol"] = dissector.name
             event["network.direction"] = direction
+            event["icsmon.packet"] = self.packet_number
             event.update(fields)
             self._emit(event)
         self.protocol_counters[dissector.name].events += len(events)

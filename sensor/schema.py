@@ -87,6 +87,9 @@ COMMON_FIELDS: tuple[Field, ...] = (
     Field("icsmon.flow.midstream", "boolean", "The flow was picked up without its handshake."),
     Field("icsmon.flow.state", "keyword", "Final TCP state: `closed` (FIN both ways), `reset`, `timeout`,"
           " `evicted`, `end_of_capture`."),
+    Field("icsmon.packet", "long", "Number of the packet whose arrival produced this protocol event or decode"
+          " error, 1-based in capture order over all inputs of the run (for one file: Wireshark's"
+          " frame.number, Suricata's pcap_cnt)."),
     Field("icsmon.error.layer", "keyword", "Layer of a decode error: `link`, `network`, `transport`,"
           " or a protocol name."),
     Field("icsmon.error.offset", "long", "Byte offset of the decode error within the layer's data."),
