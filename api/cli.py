@@ -24,7 +24,8 @@ import click
 from sensor.capture import CaptureError, Packet
 from sensor.events import EventWriter
 from sensor.pipeline import Sensor
-from sensor.settings import SensorSettings
+from sensor.settings import SensorSettings, VolumeSettings
+from sensor.volume import VolumeFilter
 
 EXIT_BAD_INPUT = 2
 
@@ -34,7 +35,8 @@ def fail(message: str) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
-def _settings(sensor_id: str | None, no_dissect: bool) -> SensorSettings:
+def _settings(sensor_id: str | None, no_dissect: bool, verbosity: tuple[str, ...] = (),
+              summary: bool | None = None) -> SensorSettings:
     from api.settings import Settings
 
     try:
@@ -47,11 +49,57 @@ def _settings(sensor_id: str | None, no_dissect: bool) -> SensorSettings:
         updates["sensor_id"] = sensor_id
     if no_dissect:
         updates["dissect"] = False
+    if verbosity or summary is not None:
+        updates["volume"] = _volume(sensor.volume, verbosity, summary)
     return sensor.model_copy(update=updates)
 
 
-def _write_stats(sensor: Sensor, path: str | None, quiet: bool) -> None:
+_LEVELS = ("all", "no_routine", "none")
+
+
+def _volume(current: VolumeSettings, verbosity: tuple[str, ...], summary: bool | None) -> VolumeSettings:
+    """Apply ``--verbosity [PROTOCOL=]LEVEL`` and ``--summary`` on top of the configured volume settings."""
+    values = current.model_dump()
+    for item in verbosity:
+        protocol, _, level = item.rpartition("=")
+        if level not in _LEVELS:
+            fail(f"--verbosity {item}: level must be one of {', '.join(_LEVELS)}")
+        if protocol:
+            values["protocols"][protocol] = level
+        else:
+            values["default"] = level
+    if summary is not None:
+        values["summary"] = summary
+        if summary and not verbosity and current.default == "all" and not current.protocols:
+            values["default"] = "no_routine"  # --summary alone: fold the routine polling
+    return VolumeSettings(**values)
+
+
+class _EventOutput:
+    """Where stored events go: the volume filter, then the JSON lines file. Detection sees them all."""
+
+    def __init__(self, settings: SensorSettings, path: str | None) -> None:
+        self.writer = EventWriter(path) if path else None
+        self.volume = VolumeFilter(settings.volume, self.writer) if self.writer else None
+
+    @property
+    def sink(self) -> Any:
+        return self.volume
+
+    def close(self) -> None:
+        if self.volume is not None:
+            self.volume.flush()
+        if self.writer is not None:
+            self.writer.close()
+
+    def stats(self) -> dict[str, int]:
+        return self.volume.stats() if self.volume is not None else {}
+
+
+def _write_stats(sensor: Sensor, path: str | None, quiet: bool, output: _EventOutput | None = None) -> None:
     stats = sensor.stats_dict()
+    if output is not None:
+        stats["output"] = output.stats()
     if path:
         text = json.dumps(stats, indent=2, sort_keys=True) + "\n"
         if path == "-":
@@ -106,6 +154,14 @@ _sensor_opt = click.option("--sensor-id", metavar="ID", help="observer.id of the
 _dissect_opt = click.option("--no-dissect", is_flag=True,
                             help="Flows only: decode, track and reassemble, but run no protocol dissector.")
 _quiet_opt = click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+_verbosity_opt = click.option(
+    "--verbosity", multiple=True, metavar="[PROTOCOL=]LEVEL",
+    help="Which protocol events reach --events: all, no_routine (drop successful reads and reports) or none;"
+    " with PROTOCOL= for one protocol (repeatable). Detection always sees every event.")
+_summary_opt = click.option(
+    "--summary/--no-summary", default=None,
+    help="Fold the events --verbosity drops into periodic summaries with counts and value ranges"
+    " (alone: --verbosity no_routine --summary).")
 
 
 @main.command()
@@ -114,16 +170,19 @@ _quiet_opt = click.option("-q", "--quiet", is_flag=True, help="No summary on std
 @_stats_opt
 @_sensor_opt
 @_dissect_opt
+@_verbosity_opt
+@_summary_opt
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_quiet_opt
 def read(captures: tuple[str, ...], events_path: str | None, stats_path: str | None, sensor_id: str | None,
-         no_dissect: bool, no_progress: bool, quiet: bool) -> None:
+         no_dissect: bool, verbosity: tuple[str, ...], summary: bool | None, no_progress: bool,
+         quiet: bool) -> None:
     """Read pcap/pcapng CAPTURE files (in the order given) and report events and statistics."""
     from sensor.capture.pcapfile import open_capture
 
-    settings = _settings(sensor_id, no_dissect)
-    writer = EventWriter(events_path) if events_path else None
-    sensor = Sensor(settings, sink=writer)
+    settings = _settings(sensor_id, no_dissect, verbosity, summary)
+    output = _EventOutput(settings, events_path)
+    sensor = Sensor(settings, sink=output.sink)
     errors: list[str] = []
     try:
         for path in captures:
@@ -143,10 +202,9 @@ def read(captures: tuple[str, ...], events_path: str | None, stats_path: str | N
                         bar.close()
         sensor.finish()
     finally:
-        if writer:
-            writer.close()
+        output.close()
     sensor.capture_errors.extend(errors)
-    _write_stats(sensor, stats_path, quiet)
+    _write_stats(sensor, stats_path, quiet, output)
     if errors:
         fail(errors[0] if len(errors) == 1 else f"{errors[0]} (and {len(errors) - 1} more)")
 
@@ -184,21 +242,23 @@ def _progress_bar(source: Any, disabled: bool) -> _Progress | None:
 @_stats_opt
 @_sensor_opt
 @_dissect_opt
+@_verbosity_opt
+@_summary_opt
 @_quiet_opt
 def live(interface: str, bpf: str | None, snaplen: int, count: int | None, duration: float | None,
          events_path: str | None, stats_path: str | None, sensor_id: str | None, no_dissect: bool,
-         quiet: bool) -> None:
+         verbosity: tuple[str, ...], summary: bool | None, quiet: bool) -> None:
     """Capture live from IFACE (promiscuous, receive only) until stopped (Ctrl-C/SIGTERM)."""
     from sensor.capture.live import LiveCapture
 
-    settings = _settings(sensor_id, no_dissect)
+    settings = _settings(sensor_id, no_dissect, verbosity, summary)
     try:
         capture = LiveCapture(interface, bpf_filter=bpf, snaplen=snaplen)
     except CaptureError as exc:
         fail(str(exc))
         return
-    writer = EventWriter(events_path) if events_path else None
-    sensor = Sensor(settings, sink=writer)
+    output = _EventOutput(settings, events_path)
+    sensor = Sensor(settings, sink=output.sink)
 
     def stop(*_: Any) -> None:
         capture.stop()
@@ -219,11 +279,10 @@ def live(interface: str, bpf: str | None, snaplen: int, count: int | None, durat
         if timer:
             timer.cancel()
         sensor.finish()
-        if writer:
-            writer.close()
+        output.close()
     if error:
         sensor.capture_errors.append(error)
-    _write_stats(sensor, stats_path, quiet)
+    _write_stats(sensor, stats_path, quiet, output)
     if error:
         fail(error)
 
@@ -291,11 +350,13 @@ def _one_line(event: dict[str, Any]) -> str:
               help="Packets in the generated benchmark capture.")
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where to build the capture.")
 @click.option("--keep", is_flag=True, help="Keep the generated captures.")
-def bench(packets: int, workdir: str | None, keep: bool) -> None:
+@click.option("--protocol-packets", type=click.IntRange(0), default=200_000, show_default=True,
+              help="Packets in each per-protocol capture (0: no per-protocol table).")
+def bench(packets: int, workdir: str | None, keep: bool, protocol_packets: int) -> None:
     """Measure packets/s and peak memory side by side with tshark on the same capture."""
     from sensor.bench import main_bench
 
-    sys.exit(main_bench(packets, workdir, keep))
+    sys.exit(main_bench(packets, workdir, keep, protocol_packets))
 
 
 @main.command()
@@ -311,6 +372,41 @@ def schema(fmt: str) -> None:
         click.echo(json.dumps([f.to_dict() for f in event_schema.all_fields()], indent=2))
     else:
         click.echo(json.dumps(event_schema.elasticsearch_mapping(), indent=2))
+
+
+@main.command()
+@click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
+@click.option("-p", "--protocol", "protocols", multiple=True, metavar="NAME",
+              help="Compare this protocol only (repeatable; default: every protocol with a Wireshark mapping).")
+@click.option("--known", "known_path", metavar="PATH",
+              help="Reviewed list of known differences (TSV: capture, protocol, frame, field, reason).")
+@click.option("--report", "report_path", metavar="PATH", help="Also write the Markdown report to PATH.")
+@click.option("--target", default=0.99, show_default=True, type=click.FloatRange(0, 1),
+              help="Agreement every compared field must reach.")
+def diff(captures: tuple[str, ...], protocols: tuple[str, ...], known_path: str | None, report_path: str | None,
+         target: float) -> None:
+    """Compare icsmon's key protocol fields with Wireshark's (tshark), frame by frame.
+
+    Prints agreement per protocol and field and every difference not on the reviewed list.
+    Exits 1 when a field is below --target or a difference is unexplained, 2 on bad input.
+    """
+    from sensor.differential import DifferentialError, compare_captures, load_known
+
+    paths = [Path(c) for c in captures]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        fail(f"{missing[0]}: no such capture file")
+    try:
+        known = load_known(Path(known_path)) if known_path else []
+        report = compare_captures(paths, protocols or None, known=known)
+    except (DifferentialError, CaptureError, OSError) as exc:
+        fail(str(exc))
+    text = report.markdown(target)
+    click.echo(text, nl=False)
+    if report_path:
+        Path(report_path).write_text(text)
+    if report.below(target) or report.unexplained:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

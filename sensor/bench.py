@@ -65,7 +65,8 @@ from pathlib import Path
 
 __all__ = [
     "BenchError", "BenchResult", "BenchRow", "DEFAULT_SOURCES", "MAX_GAP_US", "build_bench_capture",
-    "count_packets", "default_sources", "format_table", "main_bench", "run_bench", "write_prefix",
+    "count_packets", "default_sources", "format_table", "main_bench", "run_bench", "run_protocol_bench",
+    "write_prefix",
 ]
 
 DEFAULT_SOURCES = (
@@ -79,6 +80,17 @@ DEFAULT_SOURCES = (
     "iti/pcaps/bro/modbus/modbusBig.pcap",
 )
 """The mix, relative to the shared captures folder: the larger Ethernet classic-pcap ICS captures."""
+
+PROTOCOL_SOURCES = {
+    "modbus": ("iti/pcaps/ModbusTCP/Modbus/modbus_test_2.pcap", "iti/pcaps/ModbusTCP/Modbus/modbus_test.pcap"),
+    "dnp3": ("icsnpp-dnp3/testing/traces/dnp3_example.pcap", "iti/pcaps/dnp3/dnp3_test_data_part1.pcap"),
+    "s7comm": ("iti/pcaps/s7/s7comm_varservice_libnodavedemo_bench.pcap", "iti/pcaps/s7/S7Comm/s7comm_clean.pcap"),
+    "enip": ("iti/pcaps/CIP/cip_only.pcap", "icsnpp-enip/tests/traces/enip_cip_example.pcap"),
+    "iec104": ("iti/pcaps/IEC60870-5-104/JavaRMI_and_IEC_Misc.pcap",
+               "iti/pcaps/IEC60870-5-104/TestDissectIec104.pcap"),
+    "bacnet": ("icsnpp-bacnet/testing/traces/bacnet_services.pcap", "icsnpp-bacnet/testing/traces/bacnet_example.pcap"),
+}
+"""Per-protocol benchmark inputs: shared captures of that protocol only (Ethernet, classic pcap)."""
 
 START = datetime(2026, 1, 5, 0, 0, 0, tzinfo=UTC)
 """Time of the first packet of every bench capture."""
@@ -367,6 +379,7 @@ class BenchResult:
     capture_bytes: int
     rows: list[BenchRow]
     flatness: list[tuple[int, float]] = field(default_factory=list)  # (packets, icsmon peak RSS MiB)
+    per_protocol: list[tuple[str, BenchRow, BenchRow | None]] = field(default_factory=list)  # icsmon, tshark
     machine: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -469,6 +482,41 @@ def run_bench(capture: str | os.PathLike[str], workdir: str | os.PathLike[str],
     return result
 
 
+def run_protocol_bench(result: BenchResult, workdir: str | os.PathLike[str], packets: int,
+                       log: Callable[[str], None] | None = None, root: Path | None = None) -> None:
+    """Per protocol: a capture of ``packets`` built from that protocol's shared captures, run through
+    icsmon's full pipeline and through ``tshark -T fields`` with the protocol's key fields."""
+    from sensor.protocols import registry
+
+    work = Path(workdir)
+    say = log or (lambda _line: None)
+    base = root or Path(__file__).resolve().parents[1].parent / "shared" / "pcaps"
+    tshark = shutil.which("tshark")
+    for name, dissector in registry().items():
+        sources = PROTOCOL_SOURCES.get(name)
+        if not sources:
+            result.notes.append(f"{name}: no benchmark capture configured (PROTOCOL_SOURCES).")
+            continue
+        capture = work / f"bench-{name}.pcap"
+        try:
+            build_bench_capture(capture, packets, [base / s for s in sources])
+            say(f"{name}: icsmon read, full pipeline, {packets:,} packets")
+            ours = _icsmon_row(capture, work, name, "--events", os.devnull)
+            theirs = None
+            if tshark and dissector.wireshark:
+                columns = sorted(set(dissector.wireshark.fields.values()))
+                say(f"{name}: tshark -T fields with {len(columns)} key fields")
+                argv = [tshark, "-r", str(capture), "-n", "-T", "fields", "-E", "occurrence=a"]
+                for column in columns:
+                    argv += ["-e", column]
+                run = _measure(argv, f"tshark ({name})", work)
+                theirs = BenchRow("tshark", name, ours.packets, run.seconds, run.peak_rss_mib)
+            result.per_protocol.append((name, ours, theirs))
+        finally:
+            for leftover in (capture, work / "bench-stats.json", work / "bench-stderr.txt"):
+                leftover.unlink(missing_ok=True)
+
+
 # -- reporting -----------------------------------------------------------------------------------------
 
 def machine_description() -> str:
@@ -528,11 +576,26 @@ def format_table(result: BenchResult) -> str:
         (n1, m1), (n2, m2) = result.flatness
         lines.append(f"Memory flatness: icsmon's full pipeline peaks at {m1:,.0f} MiB on {n1:,} packets "
                      f"and {m2:,.0f} MiB on {n2:,}.")
+    if result.per_protocol:
+        lines += ["", "Per protocol: icsmon's full pipeline (events serialised) against tshark extracting the "
+                  "protocol's key fields (`tshark -r FILE -n -T fields -e ...`, the fields the differential "
+                  "test compares), each on a capture built from that protocol's shared captures.", "",
+                  "| protocol | packets | icsmon packets/s | icsmon peak RSS | tshark packets/s | tshark peak RSS"
+                  " | icsmon / tshark |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, ours, theirs in result.per_protocol:
+            if theirs:
+                ratio = ours.packets_per_second / theirs.packets_per_second if theirs.packets_per_second else 0
+                lines.append(f"| {name} | {ours.packets:,} | {ours.packets_per_second:,.0f} | "
+                             f"{ours.peak_rss_mib:,.0f} MiB | {theirs.packets_per_second:,.0f} | "
+                             f"{theirs.peak_rss_mib:,.0f} MiB | {ratio:.1f}x |")
+            else:
+                lines.append(f"| {name} | {ours.packets:,} | {ours.packets_per_second:,.0f} | "
+                             f"{ours.peak_rss_mib:,.0f} MiB | - | - | - |")
     lines.extend(result.notes)
     return "\n".join(lines) + "\n"
 
 
-def main_bench(packets: int, workdir: str | None, keep: bool) -> int:
+def main_bench(packets: int, workdir: str | None, keep: bool, protocol_packets: int = 200_000) -> int:
     """``icsmon bench``: build, measure, print the table (stdout); progress on stderr. Exit status.
 
     Without ``workdir`` a temporary folder is used (removed afterwards unless ``keep``); with it, only
@@ -559,6 +622,8 @@ def main_bench(packets: int, workdir: str | None, keep: bool) -> int:
         took = time.perf_counter() - started
         log(f"built {written:,} packets in {took:.1f} s ({written / took:,.0f} packets/s)")
         result = run_bench(capture, work, log=log)
+        if protocol_packets:
+            run_protocol_bench(result, work, protocol_packets, log=log)
     except BenchError as exc:
         return fail(str(exc))
     except OSError as exc:

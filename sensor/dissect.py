@@ -72,10 +72,16 @@ class WiresharkFields:
     occurrence in the frame) with the multiset of the icsmon field's values over
     the protocol events whose ``icsmon.packet`` is that frame's number, list
     values flattened. Integers compare numerically whatever base tshark prints.
+    A key written ``field@role`` (``modbus.address@request``) takes the field
+    from events of that ``ics.role`` only, for values Wireshark shows on one
+    side of an exchange while icsmon copies them onto the paired response.
+    ``decode_as`` is the Wireshark dissector to hand a flow found on a
+    non-standard port (tshark's ``-d tcp.port==N,<decode_as>``).
     """
 
     display_filter: str
     fields: Mapping[str, str]
+    decode_as: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ class Field:
 # Values of ``event.dataset`` for the records the sensor itself produces.
 DATASET_CONN = "icsmon.conn"
 DATASET_DECODE_ERROR = "icsmon.decode_error"
+DATASET_SUMMARY = "icsmon.summary"
 
 COMMON_FIELDS: tuple[Field, ...] = (
     Field("@timestamp", "date", "Time the packet that produced the event was captured (UTC)."),
@@ -48,8 +49,8 @@ COMMON_FIELDS: tuple[Field, ...] = (
     Field("event.category", "keyword", "ECS categories, always including `network`.", array=True),
     Field("event.type", "keyword", "ECS types: `connection`, `start`, `end`, `protocol`, `error`, `info`.",
           array=True),
-    Field("event.dataset", "keyword", "Record type: `icsmon.conn`, `icsmon.decode_error`, or"
-          " `icsmon.<protocol>` for protocol events."),
+    Field("event.dataset", "keyword", "Record type: `icsmon.conn`, `icsmon.decode_error`, `icsmon.summary`"
+          " (folded polling), or `icsmon.<protocol>` for protocol events."),
     Field("event.action", "keyword", "What happened, e.g. `connection-start`, `read_holding_registers`."),
     Field("event.outcome", "keyword", "`success`, `failure` or `unknown` where the protocol says."),
     Field("event.sequence", "long", "Monotonic sequence number of the event within one sensor run."),
@@ -90,6 +91,13 @@ COMMON_FIELDS: tuple[Field, ...] = (
     Field("icsmon.packet", "long", "Number of the packet whose arrival produced this protocol event or decode"
           " error, 1-based in capture order over all inputs of the run (for one file: Wireshark's"
           " frame.number, Suricata's pcap_cnt)."),
+    Field("icsmon.summary.count", "long", "Protocol events folded into this summary (volume settings)."),
+    Field("icsmon.summary.requests", "long", "How many of the folded events were requests."),
+    Field("icsmon.summary.responses", "long", "How many of the folded events were responses."),
+    Field("icsmon.summary.errors", "long", "How many of the folded events were errors or anomalies."),
+    Field("icsmon.summary.interval", "double", "Seconds of capture time one summary covers at most."),
+    Field("icsmon.summary.values_min", "double", "Smallest value (`ics.values`) among the folded events."),
+    Field("icsmon.summary.values_max", "double", "Largest value (`ics.values`) among the folded events."),
     Field("icsmon.error.layer", "keyword", "Layer of a decode error: `link`, `network`, `transport`,"
           " or a protocol name."),
     Field("icsmon.error.offset", "long", "Byte offset of the decode error within the layer's data."),

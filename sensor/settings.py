@@ -8,10 +8,13 @@ itself only ever receives an instance, so tests build one directly.
 from __future__ import annotations
 
 import socket
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-__all__ = ["FlowSettings", "FragmentSettings", "SensorSettings"]
+__all__ = ["FlowSettings", "FragmentSettings", "SensorSettings", "VolumeSettings"]
+
+Verbosity = Literal["all", "no_routine", "none"]
 
 
 class FlowSettings(BaseModel):
@@ -42,6 +45,25 @@ class FragmentSettings(BaseModel):
     timeout: float = Field(30.0, gt=0)
 
 
+class VolumeSettings(BaseModel):
+    """What reaches the event store. Detection always sees every event; this only thins the output.
+
+    ``verbosity`` per protocol (``default`` for the rest): ``all`` keeps every PDU, ``no_routine``
+    drops routine polling (successful reads and periodic reports without anomaly), ``none`` keeps no
+    protocol events (flows and decode errors stay). With ``summary`` on, every event a verbosity
+    setting drops is folded into a periodic summary per client, server, protocol, unit, function and
+    address range, with counts and value ranges, so the store still shows that the polling happened.
+    """
+
+    default: Verbosity = Field("all", description="Verbosity of protocols not listed in `protocols`.")
+    protocols: dict[str, Verbosity] = Field(default_factory=dict, description="Per-protocol verbosity.")
+    summary: bool = Field(False, description="Fold dropped events into periodic summary events.")
+    summary_interval: float = Field(60.0, gt=0, description="Seconds of capture time one summary covers.")
+    max_summaries: int = Field(
+        10_000, ge=1, description="Open summaries held at once; beyond it the oldest is emitted early."
+    )
+
+
 class SensorSettings(BaseModel):
     sensor_id: str = Field(default_factory=socket.gethostname, min_length=1)
     dissect: bool = Field(True, description="Run protocol dissectors (false: flows only).")
@@ -53,6 +75,7 @@ class SensorSettings(BaseModel):
     )
     flows: FlowSettings = Field(default_factory=FlowSettings)
     fragments: FragmentSettings = Field(default_factory=FragmentSettings)
+    volume: VolumeSettings = Field(default_factory=VolumeSettings)
     max_probe_bytes: int = Field(
         4096, ge=64, description="Payload bytes a flow may show before protocol detection gives up."
     )

@@ -17,6 +17,7 @@ from sensor.bench import (
     COPY_GAP_US,
     DEFAULT_SOURCES,
     MAX_GAP_US,
+    PROTOCOL_SOURCES,
     START,
     BenchError,
     build_bench_capture,
@@ -27,6 +28,7 @@ from sensor.bench import (
     run_bench,
     write_prefix,
 )
+from sensor.protocols import registry
 
 REPO = Path(__file__).resolve().parents[2]
 PCAPS = REPO.parent / "shared" / "pcaps"
@@ -218,11 +220,22 @@ def test_run_bench_measures_icsmon_and_tshark(tmp_path: Path,
 
 
 def test_main_bench(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main_bench(3000, str(tmp_path), keep=True) == 0
+    assert main_bench(3000, str(tmp_path), keep=True, protocol_packets=2000) == 0
     out, err = capsys.readouterr()
     assert out.startswith("3,000 packets") and "| tshark |" in out
     assert "icsmon bench: built 3,000 packets" in err
-    assert [p.name for p in tmp_path.iterdir()] == ["bench-3000.pcap"]
+    assert [p.name for p in tmp_path.iterdir()] == ["bench-3000.pcap"]  # per-protocol captures removed
+    # One per-protocol row per registered dissector, icsmon and tshark side by side.
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ") and line.endswith("x |")]
+    assert {row[0].lstrip("| ") for row in rows} == set(registry())
+    assert all(row[1] == "2,000" for row in rows)
+
+
+def test_every_protocol_has_benchmark_captures() -> None:
+    assert set(PROTOCOL_SOURCES) >= set(registry())
+    for name, sources in PROTOCOL_SOURCES.items():
+        for source in sources:
+            assert (PCAPS / source).is_file(), f"{name}: {source}"
 
 
 def test_main_bench_bad_workdir_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
