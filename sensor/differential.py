@@ -84,7 +84,9 @@ class Agreement:
 
     @property
     def share(self) -> float:
-        return self.agreed / self.frames if self.frames else 1.0
+        """Agreement over the frames not on the reviewed list (those are counted and shown apart)."""
+        compared = self.frames - self.known
+        return self.agreed / compared if compared else 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +98,10 @@ class KnownDifference:
     reason: str
 
     def covers(self, diff: Difference) -> bool:
-        return (fnmatch(diff.capture, self.capture) and self.protocol in ("*", diff.protocol)
-                and self.frame in ("*", str(diff.frame)) and fnmatch(diff.field, self.field))
+        """Capture globs match the whole name or its tail; ``frame`` is ``*`` or comma-separated numbers."""
+        capture = fnmatch(diff.capture, self.capture) or fnmatch(diff.capture, "*/" + self.capture)
+        return (capture and self.protocol in ("*", diff.protocol) and fnmatch(diff.field, self.field)
+                and (self.frame == "*" or str(diff.frame) in self.frame.split(",")))
 
 
 @dataclass(slots=True)
@@ -181,7 +185,7 @@ def _field_and_role(key: str) -> tuple[str, str]:
 
 def _ours(capture: Path, dissectors: Sequence[Dissector]) -> tuple[dict[str, FrameValues], set[tuple[str, str, int]]]:
     """Per protocol, per frame, per key field: our values; and (protocol, transport, port) of non-standard ports."""
-    wanted = {d.name: tuple((key, *_field_and_role(key)) for key in d.wireshark.fields)
+    wanted = {d.name: tuple((key, *_field_and_role(key), d.wireshark.when.get(key)) for key in d.wireshark.fields)
               for d in dissectors if d.wireshark}
     standard = {d.name: (d.tcp_ports, d.udp_ports) for d in dissectors}
     found: dict[str, FrameValues] = {name: {} for name in wanted}
@@ -200,8 +204,8 @@ def _ours(capture: Path, dissectors: Sequence[Dissector]) -> tuple[dict[str, Fra
             odd_ports.add((protocol, transport, port))  # type: ignore[arg-type]
         per_field = found[protocol].setdefault(frame, {})  # type: ignore[index]
         role = event.get("ics.role")
-        for key, name, only_role in keys:
-            if only_role and role != only_role:
+        for key, name, only_role, when in keys:
+            if only_role and role != only_role or when is not None and not when(event):
                 continue
             value = event.get(name)
             if value is None:
@@ -238,7 +242,7 @@ def _theirs(capture: Path, dissectors: Sequence[Dissector], decode_as: Iterable[
         result = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=600)
     except FileNotFoundError as exc:
         raise DifferentialError(f"{tshark}: not found; install Wireshark's tshark") from exc
-    if result.returncode and not result.stdout:
+    if result.returncode and not result.stdout and not _damaged_capture(result.stderr):
         message = " ".join(result.stderr.split())
         raise DifferentialError(f"tshark on {capture}: {message[:300]}")
     index = {name: i + 1 for i, name in enumerate(columns)}
@@ -256,6 +260,11 @@ def _theirs(capture: Path, dissectors: Sequence[Dissector], decode_as: Iterable[
                 if values:
                     found[protocol].setdefault(frame, {})[ours] = values
     return found
+
+
+def _damaged_capture(stderr: str) -> bool:
+    """tshark failed only because the file is cut short or corrupt: what it read is still its answer."""
+    return "cut short" in stderr or "damaged or corrupt" in stderr
 
 
 def _sort_key(value: Value) -> tuple[int, Any]:

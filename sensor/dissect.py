@@ -75,13 +75,17 @@ class WiresharkFields:
     A key written ``field@role`` (``modbus.address@request``) takes the field
     from events of that ``ics.role`` only, for values Wireshark shows on one
     side of an exchange while icsmon copies them onto the paired response.
-    ``decode_as`` is the Wireshark dissector to hand a flow found on a
-    non-standard port (tshark's ``-d tcp.port==N,<decode_as>``).
+    ``when`` narrows a key further with a predicate on the event, for values
+    Wireshark shows only where they are on the wire (Modbus shows the address
+    of a read request but not of its response, and the echoed address of a
+    write response). ``decode_as`` is the Wireshark dissector to hand a flow
+    found on a non-standard port (tshark's ``-d tcp.port==N,<decode_as>``).
     """
 
     display_filter: str
     fields: Mapping[str, str]
     decode_as: str = ""
+    when: Mapping[str, Callable[[Event], bool]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,9 @@ class Dissector:
     protocol's function names to the cross-protocol ``ics.operation`` value; it
     feeds the docs and the rule linter. ``wireshark`` names the tshark fields
     the differential harness compares with this protocol's events.
+    ``port_probe`` is a looser test for flows on the protocol's own ports (the
+    framing alone, any function code), so that junk or fuzzing sent to a PLC's
+    port is dissected and reported rather than ignored; it defaults to ``probe``.
     """
 
     name: str
@@ -106,6 +113,7 @@ class Dissector:
     fields: tuple[Field, ...] = ()
     operations: Mapping[str, str] = field(default_factory=dict)
     wireshark: WiresharkFields | None = None
+    port_probe: Callable[[bytes, bool], bool] | None = None
 
 
 # The closed set of ``ics.operation`` values shared by all protocols.

@@ -298,8 +298,9 @@ class Sensor:
         for dissector in candidates:
             if dissector.name in excluded:
                 continue
+            check = dissector.port_probe if dissector.port_probe and dissector in by_port else dissector.probe
             try:
-                accepted = dissector.probe(data, half.to_server)
+                accepted = check(data, half.to_server)
             except Exception:  # noqa: BLE001 - a probe must never stop detection
                 accepted = False
             if accepted:

@@ -37,7 +37,8 @@ from collections.abc import Callable
 from itertools import chain
 from typing import Any
 
-from sensor.dissect import Dissector, Event, ProtocolViolation
+from sensor.dissect import Dissector, Event, ProtocolViolation, WiresharkFields
+from sensor.framing import FramedSession
 from sensor.schema import Field
 
 __all__ = ["DISSECTOR", "ModbusSession", "probe", "MAX_OUTSTANDING", "PAIR_TIMEOUT", "MAX_BUFFER"]
@@ -593,58 +594,21 @@ def _clean(buf: bytes, fc_at: int, end: int, request: bool) -> bool:
     return parse(buf, pdu, end, {}, None) is None
 
 
-class ModbusSession:
+class ModbusSession(FramedSession):
     """Per-flow state: a buffer per direction, resync flags, outstanding requests."""
 
-    __slots__ = ("_buf", "_pos", "_resync", "_scanned", "_pending", "_violation", "max_outstanding",
-                 "timeout", "stats")
+    __slots__ = ("_pending", "max_outstanding", "timeout")
+
+    frame_name = "modbus frame"
+    max_resync = MAX_BUFFER
 
     def __init__(self, max_outstanding: int = MAX_OUTSTANDING, timeout: float = PAIR_TIMEOUT) -> None:
-        self._buf = [b"", b""]  # [to_server, to_client] bytes not yet framed
-        self._pos = [0, 0]  # stream offset of each buffer's first byte
-        self._resync = [False, False]
-        self._scanned = [0, 0]  # bytes skipped while resynchronising
+        super().__init__({"pdus": 0, "anomalies": 0, "paired": 0, "unpaired_responses": 0,
+                         "requests_dropped": 0, "requests_timed_out": 0, "function_mismatch": 0,
+                         "gaps": 0, "resync_skipped_bytes": 0})
         self._pending: dict[int, tuple[float, Event]] = {}  # (tid << 8 | unit) -> (time, request event)
-        self._violation: ProtocolViolation | None = None
         self.max_outstanding = max_outstanding
         self.timeout = timeout
-        self.stats = {"pdus": 0, "anomalies": 0, "paired": 0, "unpaired_responses": 0,
-                      "requests_dropped": 0, "requests_timed_out": 0, "function_mismatch": 0,
-                      "gaps": 0, "resync_skipped_bytes": 0}
-
-    # -- the Session protocol ------------------------------------------------------------------------
-
-    def feed(self, data: bytes, to_server: bool, ts: float) -> list[Event]:
-        if self._violation is not None:
-            raise self._violation
-        d = 0 if to_server else 1
-        buf = self._buf[d]
-        if buf:
-            data = buf + data
-        if self._resync[d]:
-            data = self._find_frame(data, d)
-            if not data:
-                return []
-        events: list[Event] = []
-        try:
-            off = self._frames(data, d, to_server, ts, events)
-        except ProtocolViolation as exc:
-            self._violation = exc
-            self._buf[d] = b""
-            if not events:
-                raise
-            return events  # report the frames before it first; the next call raises
-        self._pos[d] += off
-        self._buf[d] = data[off:] if off < len(data) else b""
-        return events
-
-    def on_gap(self, nbytes: int, to_server: bool) -> None:
-        d = 0 if to_server else 1
-        self._pos[d] += len(self._buf[d]) + nbytes
-        self._buf[d] = b""
-        self._resync[d] = True
-        self._scanned[d] = 0
-        self.stats["gaps"] += 1
 
     def finish(self, ts: float) -> list[Event]:
         """Every request was reported when it arrived; nothing is held back."""
@@ -675,19 +639,6 @@ class ModbusSession:
                     return self._skip(data, d, i, found=False)
             i = data.find(b"\x00\x00", i + 3) - 2
         return self._skip(data, d, max(n - 7, 0), found=False)
-
-    def _skip(self, data: bytes, d: int, keep: int, found: bool) -> bytes:
-        self._scanned[d] += keep
-        self.stats["resync_skipped_bytes"] += keep
-        self._pos[d] += keep
-        if found:
-            self._resync[d] = False
-            self._buf[d] = b""
-            return data[keep:]
-        if self._scanned[d] > MAX_BUFFER:
-            raise ProtocolViolation(f"no modbus frame within {MAX_BUFFER} bytes after a gap", self._pos[d])
-        self._buf[d] = data[keep:]
-        return b""
 
     def _frames(self, data: bytes, d: int, to_server: bool, ts: float, events: list[Event]) -> int:
         """Turn every whole frame of ``data`` into an event; return the bytes consumed."""
@@ -837,6 +788,11 @@ def probe(payload: bytes, to_server: bool) -> bool:
     return True
 
 
+def port_probe(payload: bytes, to_server: bool) -> bool:
+    """On port 502: MBAP framing alone (protocol id 0, sane length), whatever the function code."""
+    return len(payload) >= 8 and payload[2] == 0 and payload[3] == 0 and 2 <= ((payload[4] << 8) | payload[5]) <= 254
+
+
 # -- registration ------------------------------------------------------------------------------------
 
 
@@ -899,6 +855,9 @@ def _fields() -> tuple[Field, ...]:
     )
 
 
+_ECHOED_ADDRESS = frozenset({5, 6, 15, 16, 22})
+"""Functions whose response repeats the request's address on the wire (others inherit it from the request)."""
+
 DISSECTOR = Dissector(
     name="modbus",
     description="Modbus/TCP (MBAP). Exception responses keep the function's name and operation, with"
@@ -907,7 +866,21 @@ DISSECTOR = Dissector(
     tcp_ports=frozenset({502}),
     udp_ports=frozenset(),
     probe=probe,
+    port_probe=port_probe,
     new_session=ModbusSession,
     fields=_fields(),
     operations=OPERATIONS,
+    wireshark=WiresharkFields(
+        display_filter="mbtcp",
+        fields={
+            "modbus.transaction_id": "mbtcp.trans_id",
+            "modbus.unit_id": "mbtcp.unit_id",
+            "modbus.function_code": "modbus.func_code",
+            "modbus.exception_code": "modbus.exception_code",
+            "modbus.address": "modbus.reference_num",
+        },
+        decode_as="mbtcp",
+        when={"modbus.address": lambda ev: ev.get("ics.role") == "request" or ev.get("modbus.function_code") in
+              _ECHOED_ADDRESS and "modbus.exception_code" not in ev},
+    ),
 )

@@ -408,6 +408,20 @@ def test_detection_by_port_comes_before_content() -> None:
     assert sensor.stats_dict()["protocols"]["specific"]["flows"] == 1
 
 
+def test_port_probe_claims_junk_on_the_protocol_port_but_not_elsewhere() -> None:
+    """On its own port a dissector takes framing it would not trust on another port (fuzzing a PLC)."""
+    rec = Recorder()
+    strict = line_dissector(rec, name="strict", tcp_ports=(LINE_PORT,), udp_ports=(), prefix=b"GOOD")
+    loose = Dissector(name="strict", description="", tcp_ports=strict.tcp_ports, udp_ports=frozenset(),
+                      probe=strict.probe, new_session=strict.new_session, port_probe=lambda p, _: p[:1].isalpha())
+    for port, claimed in ((LINE_PORT, True), (20001, False)):
+        conv = Conversation(server=(SERVER, port))
+        conv.handshake()
+        conv.c("PA", b"JUNK\n")
+        _, events = run(conv.packets, [loose])
+        assert bool(of(events, "line")) is claimed, port
+
+
 def test_detection_by_content_on_a_non_standard_port() -> None:
     rec = Recorder()
     binary = line_dissector(rec, name="binary", tcp_ports=(LINE_PORT,), udp_ports=(), prefix=b"\x00")
