@@ -102,6 +102,8 @@ class Dissector:
     ``port_probe`` is a looser test for flows on the protocol's own ports (the
     framing alone, any function code), so that junk or fuzzing sent to a PLC's
     port is dissected and reported rather than ignored; it defaults to ``probe``.
+    ``routine_actions`` names the ``event.action`` values that are keep-alives
+    or acknowledgements: volume control treats them like successful reads.
     """
 
     name: str
@@ -114,6 +116,7 @@ class Dissector:
     operations: Mapping[str, str] = field(default_factory=dict)
     wireshark: WiresharkFields | None = None
     port_probe: Callable[[bytes, bool], bool] | None = None
+    routine_actions: frozenset[str] = frozenset()
 
 
 # The closed set of ``ics.operation`` values shared by all protocols.

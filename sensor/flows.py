@@ -29,7 +29,7 @@ CLOSED_LINGER = 2.0
 class Half:
     """One direction of a flow: its counters and (TCP) reassembly state."""
 
-    __slots__ = ("flow", "to_server", "stream", "packets", "bytes", "syn", "fin", "peer")
+    __slots__ = ("flow", "to_server", "stream", "packets", "bytes", "syn", "fin", "peer", "head")
 
     def __init__(self, flow: Flow, to_server: bool, stream: Stream | None) -> None:
         self.flow = flow
@@ -40,6 +40,7 @@ class Half:
         self.syn = False
         self.fin = False
         self.peer: Half = self  # set to the other half by Flow
+        self.head: tuple[Any, dict[str, Any]] | None = None  # (dissector, fields of its events this way)
 
 
 class Flow:

@@ -348,20 +348,28 @@ class Sensor:
     def _emit_protocol(self, flow: Flow, half: Half, events: list[Event], ts: float) -> None:
         dissector = flow.dissector
         assert dissector is not None
-        base = flow_base(flow, self.observer)
-        dataset = "icsmon." + dissector.name
-        direction = "to_server" if half.to_server else "to_client"
+        cached = half.head
+        if cached is None or cached[0] is not dissector:
+            head = dict(flow_base(flow, self.observer))
+            head["event.dataset"] = "icsmon." + dissector.name
+            head["event.type"] = ("protocol",)
+            head["network.protocol"] = dissector.name
+            head["network.direction"] = "to_server" if half.to_server else "to_client"
+            half.head = cached = (dissector, head)
+        head = cached[1]
+        packet = self.packet_number
+        sink = self.sink
+        sequence = self.events
         for fields in events:
-            event = dict(base)
-            event["@timestamp"] = ts
-            event["event.dataset"] = dataset
-            event["event.type"] = ("protocol",)
-            event["network.protocol"] = dissector.name
-            event["network.direction"] = direction
-            event["icsmon.packet"] = self.packet_number
-            event.update(fields)
-            self._emit(event)
-        self.protocol_counters[dissector.name].events += len(events)
+            sequence += 1
+            event = {**head, "@timestamp": ts, "icsmon.packet": packet, **fields}
+            event["event.sequence"] = sequence
+            sink(event)
+        count = len(events)
+        self.events = sequence
+        dataset = head["event.dataset"]
+        self.events_by_dataset[dataset] = self.events_by_dataset.get(dataset, 0) + count
+        self.protocol_counters[dissector.name].events += count
 
     def _emit(self, event: Event) -> None:
         self.events += 1

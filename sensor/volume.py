@@ -9,7 +9,9 @@ and decode errors always pass.
 
 *Routine* means a successful read or a periodic/spontaneous report: an event
 whose ``ics.operation`` is ``read`` or ``report`` and that is not an error
-(no ``error`` in ``event.type``, ``ics.status`` absent or ``ok``).
+(no ``error`` in ``event.type``, ``ics.status`` absent or ``ok``); also the
+keep-alives and acknowledgements a dissector lists in ``routine_actions``
+(IEC 104 S frames and test frames, cyclic CIP I/O...).
 
 With summaries on, each event a setting drops is folded into an open summary
 keyed on protocol, client, server, VLAN, unit, function and address range
@@ -24,6 +26,7 @@ early, so memory stays bounded whatever the traffic.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from sensor.schema import DATASET_SUMMARY
@@ -42,11 +45,24 @@ _KEPT_FIELDS = ("source.ip", "source.mac", "destination.ip", "destination.port",
 
 
 def is_routine(event: Event) -> bool:
-    """A successful read or report without anomaly: what polling looks like."""
-    if event.get("ics.operation") not in _ROUTINE_OPERATIONS or "error" in event.get("event.type", ()):
+    """A successful read or report without anomaly, or a keep-alive its dissector lists as routine."""
+    if "error" in event.get("event.type", ()):
         return False
     status = event.get("ics.status")
-    return status is None or status == "ok"
+    if status is not None and status != "ok":
+        return False
+    if event.get("ics.operation") in _ROUTINE_OPERATIONS:
+        return True
+    extra = _routine_actions().get(event.get("network.protocol"))  # type: ignore[arg-type]
+    return extra is not None and event.get("event.action") in extra
+
+
+@cache
+def _routine_actions() -> dict[str, frozenset[str]]:
+    """Per protocol, the actions its dissector declares routine (``Dissector.routine_actions``)."""
+    from sensor.protocols import registry
+
+    return {name: d.routine_actions for name, d in registry().items() if d.routine_actions}
 
 
 class _Summary:
@@ -113,6 +129,9 @@ class VolumeFilter:
         self._default = settings.default
         self._summaries: dict[tuple[Any, ...], _Summary] = {}
         self._next_close = float("inf")
+        # Everything kept and nothing folded: pass events straight through.
+        self._passthrough = self._default == "all" and not settings.summary and all(
+            level == "all" for level in self._verbosity.values())
         self.passed = 0
         self.dropped = 0
         self.folded = 0
@@ -120,6 +139,10 @@ class VolumeFilter:
         self.early_summaries = 0
 
     def __call__(self, event: Event) -> None:
+        if self._passthrough:
+            self.passed += 1
+            self.downstream(event)
+            return
         protocol = event.get("network.protocol")
         dataset = event.get("event.dataset", "")
         ts = event.get("@timestamp")

@@ -1466,6 +1466,7 @@ DISSECTOR = Dissector(
     new_session=Iec104Session,
     fields=_fields(),
     operations=OPERATIONS,
+    routine_actions=frozenset({"s_frame", "testfr_act", "testfr_con"}),
     wireshark=WiresharkFields(
         display_filter="iec60870_104",
         fields={

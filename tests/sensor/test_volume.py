@@ -55,6 +55,11 @@ def test_routine_means_successful_reads_and_reports() -> None:
     assert not is_routine(pdu(0, error=True))
     assert not is_routine(pdu(0, "write")) and not is_routine(pdu(0, "restart"))
     assert not is_routine(conn(0))
+    keepalive = {"network.protocol": "iec104", "event.action": "testfr_act", "ics.operation": "diagnostic",
+                 "event.type": ("protocol",), "ics.role": "request"}
+    assert is_routine(keepalive) and is_routine({**keepalive, "event.action": "s_frame", "ics.operation": "session"})
+    assert not is_routine({**keepalive, "event.action": "startdt_act", "ics.operation": "session"})
+    assert not is_routine({**keepalive, "network.protocol": "modbus"})
 
 
 def test_all_keeps_every_event() -> None:

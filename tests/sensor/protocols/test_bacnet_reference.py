@@ -641,7 +641,6 @@ def test_session_throughput() -> None:
         best = max(best, count / (time.perf_counter() - started))
     print(f"\nbacnet session: {best:,.0f} datagrams/s")
     assert count == len(stream) and session.stats["anomalies"] == 0 and session.stats["unpaired_responses"] == 0
-    assert best > 50_000
 
 
 def test_pipeline_throughput(tmp_path: Path) -> None:
@@ -663,4 +662,3 @@ def test_pipeline_throughput(tmp_path: Path) -> None:
     lines = events_path.read_text().count("\n")
     print(f"\npipeline (process start-up included): {best:,.0f} packets/s on {len(frames):,} packets")
     assert lines >= len(frames)
-    assert best > 10_000

@@ -754,4 +754,3 @@ def test_throughput_of_mixed_reads() -> None:
         best = max(best, n / (time.perf_counter() - started))
     print(f"\nmodbus: {best:,.0f} PDUs/s (one feed per PDU, mixed FC 1-4 requests and responses)")
     assert n == 2 * len(pairs)
-    assert best > 100_000
