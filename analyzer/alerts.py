@@ -29,7 +29,7 @@ from typing import Any, Literal
 from sensor.events import iso_time
 from sensor.schema import Field
 
-__all__ = ["ALERT_FIELDS", "Alert", "AlertAggregator", "Detection", "SEVERITIES", "TriageNote"]
+__all__ = ["ALERT_FIELDS", "Alert", "AlertAggregator", "Detection", "SEVERITIES", "TriageNote", "markdown_reference"]
 
 Severity = Literal["low", "medium", "high", "critical"]
 TriageStatus = Literal["open", "acknowledged", "closed"]
@@ -266,3 +266,35 @@ ALERT_FIELDS: tuple[Field, ...] = (
     Field("icsmon.triage.notes", "object", "Triage history: time, author, text, status and assignee changes.",
           array=True),
 )
+
+
+_REFERENCE_HEADER = """# icsmon alerts
+
+Generated from `analyzer/alerts.py` (`ALERT_FIELDS`, `EVENT_KEY_FIELDS`); regenerate with
+`python -c "from analyzer.alerts import markdown_reference as m; print(m(), end='')" > analyzer/ALERTS.md`.
+The protocol events an alert is raised from are described in [sensor/EVENTS.md](../sensor/EVENTS.md).
+
+An alert is one document in the alert store (`icsmon-alerts-*` in Elasticsearch, a table in the
+embedded SQLite store). Repeated hits of the same detector on the same source, destination and
+`ics.operation` within the aggregation window (300 s by default) update one alert: its count, last
+seen time, version and evidence grow, and its id stays the same. The id is a hash of the detector,
+that key and the time of the first hit, so replaying the same traffic gives the same ids and a store
+that writes by id never holds an alert twice. A store keeps the highest `icsmon.alert.version` it
+has seen, and an aggregation update never overwrites the triage fields an analyst has set.
+"""
+
+
+def markdown_reference() -> str:
+    """The whole of analyzer/ALERTS.md: alert fields and the event fields copied onto alerts."""
+    lines = [_REFERENCE_HEADER, "## Alert fields", "", "| field | type | meaning |", "|---|---|---|"]
+    for f in ALERT_FIELDS:
+        typ = f"{f.type}[]" if f.array else f.type
+        lines.append(f"| `{f.name}` | {typ} | {f.doc} |")
+    lines += ["", "Also on every alert: `@timestamp` (last hit), `event.kind: alert`, `event.category`,",
+              "`event.dataset: icsmon.alert`, `event.start`/`event.end` (first and last hit).", "",
+              "## Fields copied from the triggering event", "",
+              "When present on the first event of an alert, these keep their event schema meaning:", ""]
+    lines += [f"- `{name}`" for name in EVENT_KEY_FIELDS]
+    lines += ["", "## Severity", "", "| severity | event.severity and default risk score |", "|---|---|"]
+    lines += [f"| {name} | {score} |" for name, score in SEVERITIES.items()]
+    return "\n".join(lines) + "\n"
