@@ -1,11 +1,22 @@
 """The ``icsmon`` command line.
 
 Subcommands: ``read`` (capture files), ``live`` (a mirror port), ``demo``
-(a generated plant capture through the whole pipeline), ``bench`` (the
-benchmark against tshark) and ``schema`` (the event field reference).
+(a generated plant capture through the whole pipeline), ``rules`` (lint, test,
+convert and scaffold Sigma rules; :mod:`api.rules_cli`), ``bench`` (the
+benchmark against tshark), ``diff`` (field-by-field comparison with Wireshark)
+and ``schema`` (the event field reference).
 
 Bad input ends with one line, ``icsmon: error: ...``, and exit status 2,
 after every readable packet was processed and the statistics were written.
+
+``read``, ``live`` and ``demo`` run the analyzer on every event and deliver
+alerts (and the events the volume settings keep) to the configured store:
+the embedded SQLite database when nothing is configured, Elasticsearch when
+``ICSMON_ANALYZER__ELASTICSEARCH__URL`` (or ``analyzer.elasticsearch.url``) is
+set. The store is checked at start-up: wrong credentials or missing
+privileges end the run at once with one error line and exit status 2; an
+unreachable store is reported once and everything waits in the on-disk spool
+until it answers (see :mod:`analyzer.delivery`).
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from typing import Any
 
 import click
 
+from api.rules_cli import rules as rules_group
 from sensor.capture import CaptureError, Packet
 from sensor.events import EventWriter
 from sensor.pipeline import Sensor
@@ -76,11 +88,22 @@ def _volume(current: VolumeSettings, verbosity: tuple[str, ...], summary: bool |
 
 
 class _EventOutput:
-    """Where stored events go: the volume filter, then the JSON lines file. Detection sees them all."""
+    """Where stored events go: the volume filter, then the JSON lines file and the store. Detection sees them all."""
 
-    def __init__(self, settings: SensorSettings, path: str | None) -> None:
+    def __init__(self, settings: SensorSettings, path: str | None, store: Any = None) -> None:
         self.writer = EventWriter(path) if path else None
-        self.volume = VolumeFilter(settings.volume, self.writer) if self.writer else None
+        targets = [t for t in (self.writer, store) if t is not None]
+        downstream: Any = None
+        if len(targets) == 1:
+            downstream = targets[0]
+        elif targets:
+            writer, to_store = targets
+
+            def downstream(event: dict[str, Any]) -> None:
+                writer(event)
+                to_store(event)
+
+        self.volume = VolumeFilter(settings.volume, downstream) if downstream is not None else None
 
     @property
     def sink(self) -> Any:
@@ -96,10 +119,13 @@ class _EventOutput:
         return self.volume.stats() if self.volume is not None else {}
 
 
-def _write_stats(sensor: Sensor, path: str | None, quiet: bool, output: _EventOutput | None = None) -> None:
+def _write_stats(sensor: Sensor, path: str | None, quiet: bool, output: _EventOutput | None = None,
+                 analysis: _Analysis | None = None) -> None:
     stats = sensor.stats_dict()
     if output is not None:
         stats["output"] = output.stats()
+    if analysis is not None:
+        stats.update(analysis.stats())
     if path:
         text = json.dumps(stats, indent=2, sort_keys=True) + "\n"
         if path == "-":
@@ -133,7 +159,170 @@ def summary(stats: dict[str, Any]) -> str:
     drops = stats["drops"]
     if drops["kernel"] or drops["interface"]:
         lines.append(f"drops: kernel {drops['kernel']:,}, interface {drops['interface']:,}")
+    analyzer, delivery = stats.get("analyzer"), stats.get("delivery")
+    if analyzer is not None:
+        line = (f"alerts {analyzer['alerts_raised']:,} raised, {analyzer['alerts_updated']:,} updates"
+                f" from {analyzer['detections']:,} detections")
+        if analyzer["detector_errors"]:
+            line += " (detector errors: " + ", ".join(f"{k} {v:,}" for k, v in
+                                                      sorted(analyzer["detector_errors"].items())) + ")"
+        lines.append(line)
+    if delivery is not None:
+        line = (f"delivery to {delivery['store']}: {delivery['written']:,} written, {delivery['spooled']:,} in the"
+                f" spool ({delivery['spool_bytes']:,} bytes), {delivery['retries']:,} retries")
+        dropped = delivery["dropped_events"] + delivery["dropped_alerts"]
+        if dropped:
+            line += f", dropped {delivery['dropped_alerts']:,} alerts and {delivery['dropped_events']:,} events"
+        if delivery["dead_letters"]:
+            line += f", {delivery['dead_letters']:,} dead letters in {delivery['dead_letter_path']}"
+        lines.append(line)
+        if delivery["last_error"]:
+            lines.append(f"delivery: last error: {delivery['last_error']}")
     return "\n".join(lines)
+
+
+def _analyzer_settings() -> tuple[Any, Any]:
+    """The analyzer's settings and its delivery settings, from the environment."""
+    from api.settings import Settings
+
+    try:
+        analyzer = Settings().analyzer
+    except Exception as exc:  # noqa: BLE001 - pydantic's message names the bad variable
+        fail(f"bad configuration: {' '.join(str(exc).split())}")
+        raise  # unreachable
+    return analyzer, analyzer.delivery
+
+
+def _open_store(settings: Any) -> Any:
+    from analyzer.stores import StoreError
+
+    try:
+        if settings.store_kind == "elasticsearch":
+            from analyzer.stores.elasticsearch import ElasticsearchStore
+
+            return ElasticsearchStore(settings.elasticsearch)
+        from analyzer.stores.sqlite import SQLiteStore
+
+        return SQLiteStore(settings.sqlite)
+    except StoreError as exc:
+        fail(str(exc))
+
+
+def _rule_detectors(settings: Any, placeholders: dict[str, list[str]] | None, watch: bool
+                    ) -> tuple[list[Any], Any, str]:
+    """The Sigma rule pack (and the site's rules) as the detector, and one warning line about rules not loaded."""
+    if not settings.enabled:
+        return [], None, ""
+    from analyzer.detect import rule_detector
+    from analyzer.sigma import RuleWatcher, load_placeholders
+
+    if placeholders is None and settings.placeholders is not None:
+        try:
+            placeholders = load_placeholders(settings.placeholders)
+        except (OSError, ValueError) as exc:
+            fail(f"rules placeholders {settings.placeholders}: {' '.join(str(exc).split())}")
+    paths = settings.all_paths()
+    detector, ruleset = rule_detector(paths, placeholders)
+    if ruleset.errors:
+        unset = sum("is not configured" in e.reason for e in ruleset.errors)
+        hint = (f"; {unset} need placeholder values (set ICSMON_ANALYZER__RULES__PLACEHOLDERS to a file like"
+                " deploy/placeholders.yml)" if unset else "")
+        warning = (f"icsmon: warning: {len(ruleset.errors)} of {len(ruleset.errors) + len(ruleset.rules)} rules"
+                   f" not loaded{hint}; first: {ruleset.errors[0]}")
+    else:
+        warning = ""
+    watcher = None
+    if watch and settings.watch:
+        watcher = RuleWatcher(detector.engine, paths, settings.placeholders or placeholders)
+        watcher.install_sighup()
+        watcher.start()
+    return [detector], watcher, warning
+
+
+class _Analysis:
+    """Detection on every event, the ``--alerts`` file, and delivery to the configured store."""
+
+    def __init__(self, alerts_path: str | None, spool_dir: Path | None = None,
+                 placeholders: dict[str, list[str]] | None = None, watch: bool = False) -> None:
+        from analyzer.delivery import Delivery
+        from analyzer.detect import AlertWriter, Analyzer
+        from analyzer.spool import SpoolError, open_slot
+        from analyzer.stores import StoreError, StoreUnavailable
+
+        analyzer_settings, settings = _analyzer_settings()
+        self.settings = settings
+        detectors, self.watcher, rules_warning = _rule_detectors(analyzer_settings.rules, placeholders, watch)
+        spool_dir = spool_dir or settings.spool_dir
+        store = _open_store(analyzer_settings)
+        check_first = False
+        try:
+            store.check()
+        except StoreUnavailable as exc:
+            click.echo(f"icsmon: warning: {exc}; keeping alerts and events in the spool {spool_dir}"
+                       " until it answers", err=True)
+            check_first = True
+        except StoreError as exc:  # wrong credentials, missing privileges, TLS, a broken database: no retrying
+            store.close()
+            fail(str(exc))
+        try:
+            spool = open_slot(spool_dir, max_bytes=settings.spool_max_bytes)
+        except (SpoolError, OSError, ValueError) as exc:
+            store.close()
+            fail(str(exc))
+        try:
+            self.writer = AlertWriter(alerts_path) if alerts_path else None
+        except OSError as exc:
+            spool.close()
+            store.close()
+            fail(f"--alerts {alerts_path}: {exc.strerror or exc}")
+        self.store = store
+        self.delivery = Delivery(store, spool, settings.dead_letter, batch_size=settings.batch_size,
+                                 queue_size=settings.queue_size, backoff_initial=settings.backoff_initial,
+                                 backoff_max=settings.backoff_max, check_first=check_first).start()
+        self.analyzer = Analyzer(detectors, deliver=self.delivery.put,
+                                 alert_outputs=[self.writer] if self.writer else [],
+                                 update_interval=settings.update_interval)
+        self.events = settings.events and getattr(store, "events_enabled", True)
+        self.closed = False
+        if rules_warning:  # after every check that may end the run: an error stays the only line
+            click.echo(rules_warning, err=True)
+
+    @property
+    def event_store_sink(self) -> Any:
+        """Behind the volume filter: the events that are kept go to the store too."""
+        return self.analyzer.deliver_event if self.events else None
+
+    def sink(self, output: _EventOutput) -> Any:
+        """The sensor's sink: detection on every event, then the event outputs."""
+        detect = self.analyzer
+        store = output.sink
+        if store is None:
+            return detect
+
+        def sink(event: dict[str, Any]) -> None:
+            detect(event)
+            store(event)
+
+        return sink
+
+    def close(self) -> None:
+        """Hand on the final state of open alerts, deliver within the deadline, spool the rest."""
+        if self.closed:
+            return
+        self.closed = True
+        self.analyzer.finish()
+        self.delivery.close(self.settings.close_timeout)
+        self.store.close()
+        if self.writer is not None:
+            self.writer.close()
+        left = self.delivery.stats()["spooled"]
+        if left:
+            click.echo(f"icsmon: warning: {left:,} documents wait in the spool {self.delivery.spool.path} for"
+                       f" {self.store.name} ({self.delivery.last_error or 'not delivered in time'}); the next"
+                       " start delivers them", err=True)
+
+    def stats(self) -> dict[str, Any]:
+        return {"analyzer": self.analyzer.stats(), "delivery": self.delivery.stats()}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -141,13 +330,18 @@ def summary(stats: dict[str, Any]) -> str:
 def main() -> None:
     """icsmon: passive security monitor for industrial (ICS/OT) networks.
 
-    Reads a capture or a mirror (SPAN) port, dissects industrial protocols and
-    writes events (JSON lines) and statistics.
+    Reads a capture or a mirror (SPAN) port, dissects industrial protocols,
+    writes events (JSON lines) and statistics, and delivers alerts to the store
+    (embedded SQLite by default, Elasticsearch when configured).
     """
 
 
 _events_opt = click.option("--events", "events_path", metavar="PATH",
                            help="Write events as JSON lines to PATH ('-' for stdout).")
+_alerts_opt = click.option(
+    "--alerts", "alerts_path", metavar="PATH",
+    help="Also write alerts as JSON lines to PATH ('-' for stdout): each new alert at once, an alert that keeps"
+    " being updated at most once a second, and its final state at the end; the last line of an id is its state.")
 _stats_opt = click.option("--stats", "stats_path", metavar="PATH",
                           help="Write end-of-run statistics as one JSON object to PATH ('-' for stdout).")
 _sensor_opt = click.option("--sensor-id", metavar="ID", help="observer.id of the events (default: host name).")
@@ -167,22 +361,27 @@ _summary_opt = click.option(
 @main.command()
 @click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
 @_events_opt
+@_alerts_opt
 @_stats_opt
 @_sensor_opt
 @_dissect_opt
 @_verbosity_opt
 @_summary_opt
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--no-detect", is_flag=True, help="Sensor only: no rules, no alerts, nothing delivered to a store.")
 @_quiet_opt
-def read(captures: tuple[str, ...], events_path: str | None, stats_path: str | None, sensor_id: str | None,
-         no_dissect: bool, verbosity: tuple[str, ...], summary: bool | None, no_progress: bool,
-         quiet: bool) -> None:
-    """Read pcap/pcapng CAPTURE files (in the order given) and report events and statistics."""
+def read(captures: tuple[str, ...], events_path: str | None, alerts_path: str | None, stats_path: str | None,
+         sensor_id: str | None, no_dissect: bool, verbosity: tuple[str, ...], summary: bool | None,
+         no_progress: bool, no_detect: bool, quiet: bool) -> None:
+    """Read pcap/pcapng CAPTURE files (in the order given): events, alerts to the store, statistics."""
     from sensor.capture.pcapfile import open_capture
 
+    if no_detect and alerts_path:
+        fail("--alerts needs detection: drop --no-detect")
     settings = _settings(sensor_id, no_dissect, verbosity, summary)
-    output = _EventOutput(settings, events_path)
-    sensor = Sensor(settings, sink=output.sink)
+    analysis = None if no_detect else _Analysis(alerts_path)
+    output = _EventOutput(settings, events_path, analysis.event_store_sink if analysis else None)
+    sensor = Sensor(settings, sink=analysis.sink(output) if analysis else output.sink)
     errors: list[str] = []
     try:
         for path in captures:
@@ -203,8 +402,10 @@ def read(captures: tuple[str, ...], events_path: str | None, stats_path: str | N
         sensor.finish()
     finally:
         output.close()
+        if analysis is not None:
+            analysis.close()
     sensor.capture_errors.extend(errors)
-    _write_stats(sensor, stats_path, quiet, output)
+    _write_stats(sensor, stats_path, quiet, output, analysis)
     if errors:
         fail(errors[0] if len(errors) == 1 else f"{errors[0]} (and {len(errors) - 1} more)")
 
@@ -239,6 +440,7 @@ def _progress_bar(source: Any, disabled: bool) -> _Progress | None:
 @click.option("-c", "--count", type=click.IntRange(1), help="Stop after this many packets.")
 @click.option("--duration", type=click.FloatRange(0, min_open=True), help="Stop after this many seconds.")
 @_events_opt
+@_alerts_opt
 @_stats_opt
 @_sensor_opt
 @_dissect_opt
@@ -246,19 +448,24 @@ def _progress_bar(source: Any, disabled: bool) -> _Progress | None:
 @_summary_opt
 @_quiet_opt
 def live(interface: str, bpf: str | None, snaplen: int, count: int | None, duration: float | None,
-         events_path: str | None, stats_path: str | None, sensor_id: str | None, no_dissect: bool,
-         verbosity: tuple[str, ...], summary: bool | None, quiet: bool) -> None:
+         events_path: str | None, alerts_path: str | None, stats_path: str | None, sensor_id: str | None,
+         no_dissect: bool, verbosity: tuple[str, ...], summary: bool | None, quiet: bool) -> None:
     """Capture live from IFACE (promiscuous, receive only) until stopped (Ctrl-C/SIGTERM)."""
     from sensor.capture.live import LiveCapture
 
     settings = _settings(sensor_id, no_dissect, verbosity, summary)
-    try:
+    try:  # the interface first: a wrong name or missing capability is the only line printed
         capture = LiveCapture(interface, bpf_filter=bpf, snaplen=snaplen)
     except CaptureError as exc:
         fail(str(exc))
         return
-    output = _EventOutput(settings, events_path)
-    sensor = Sensor(settings, sink=output.sink)
+    try:
+        analysis = _Analysis(alerts_path, watch=True)
+    except BaseException:
+        capture.close()
+        raise
+    output = _EventOutput(settings, events_path, analysis.event_store_sink)
+    sensor = Sensor(settings, sink=analysis.sink(output))
 
     def stop(*_: Any) -> None:
         capture.stop()
@@ -280,9 +487,10 @@ def live(interface: str, bpf: str | None, snaplen: int, count: int | None, durat
             timer.cancel()
         sensor.finish()
         output.close()
+        analysis.close()
     if error:
         sensor.capture_errors.append(error)
-    _write_stats(sensor, stats_path, quiet, output)
+    _write_stats(sensor, stats_path, quiet, output, analysis)
     if error:
         fail(error)
 
@@ -297,52 +505,106 @@ def _limited(capture: Any, count: int) -> Iterator[Packet]:
 
 @main.command()
 @click.option("--workdir", type=click.Path(file_okay=False), help="Keep the demo capture and events here.")
-@click.option("--events", "show_events", type=click.IntRange(0), default=8, show_default=True,
-              help="How many protocol events to print.")
+@click.option("--events", "show_events", type=click.IntRange(0), default=3, show_default=True,
+              help="How many events of each protocol to print.")
 def demo(workdir: str | None, show_events: int) -> None:
     """Generate a small synthetic plant capture and run the sensor on it."""
     import tempfile
 
     from sensor.capture.pcapfile import open_capture
-    from sensor.demo import write_demo_capture
+    from sensor.demo import DEFAULT_CONVERSATIONS, HOSTS, write_demo_capture
+    from sensor.demo_attack import ATTACK_CONVERSATIONS, attack_hosts
 
     with tempfile.TemporaryDirectory(prefix="icsmon-demo-") as tmp:
         out = Path(workdir) if workdir else Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
         capture = out / "demo-plant.pcap"
         started = time.perf_counter()
-        described = write_demo_capture(capture)
+        described = write_demo_capture(capture, conversations=DEFAULT_CONVERSATIONS + ATTACK_CONVERSATIONS,
+                                       hosts=attack_hosts(HOSTS))
         click.echo(f"generated {capture} in {time.perf_counter() - started:.1f} s: {described}", err=True)
         events_file = out / "events.jsonl"
+        alerts_file = out / "alerts.jsonl"
         writer = EventWriter(events_file)
-        shown: list[dict[str, Any]] = []
+        # The demo's own spool: a sensor running on this machine keeps the default one.
+        analysis = _Analysis(str(alerts_file), spool_dir=out / "spool", placeholders=_demo_placeholders())
+        to_store = analysis.event_store_sink
+        shown: dict[str, list[dict[str, Any]]] = {}  # the first protocol events of each protocol
 
         def sink(event: dict[str, Any]) -> None:
+            analysis.analyzer(event)
             writer(event)
-            if len(shown) < show_events and event["event.dataset"] not in ("icsmon.conn",):
-                shown.append(event)
+            if to_store is not None:
+                to_store(event)
+            protocol = event.get("network.protocol")
+            if protocol and event["event.dataset"] == f"icsmon.{protocol}":
+                first = shown.setdefault(protocol, [])
+                if len(first) < show_events:
+                    first.append(event)
 
         sensor = Sensor(_settings(None, False).model_copy(update={"sensor_id": "demo-sensor"}), sink=sink)
-        with open_capture(capture) as source:
-            sensor.run(source)
-        sensor.finish()
-        writer.close()
-        click.echo(f"\nFirst {len(shown)} protocol events:")
-        for event in shown:
-            click.echo("  " + _one_line(event))
+        try:
+            with open_capture(capture) as source:
+                sensor.run(source)
+            sensor.finish()
+        finally:
+            writer.close()
+            analysis.close()
+        click.echo(f"\nFirst {show_events} events of each protocol:")
+        for protocol in sorted(shown):
+            for event in shown[protocol]:
+                click.echo("  " + _one_line(event))
+        alerts = _final_alerts(alerts_file)
+        click.echo(f"\n{len(alerts)} alerts (delivered to the {analysis.store.name} store"
+                   f"{' ' + str(getattr(analysis.store, 'path', '')) if analysis.store.name == 'sqlite' else ''}):")
+        for alert in alerts:
+            click.echo("  " + _alert_line(alert))
         stats = sensor.stats_dict()
+        stats.update(analysis.stats())
         click.echo("\nStatistics:")
         click.echo("  " + summary(stats).replace("\n", "\n  "))
-        where = str(events_file) if workdir else "deleted with the temporary directory; keep them with --workdir DIR"
-        click.echo(f"\nAll {stats['events']:,} events as JSON lines: {where}")
+        where = (f"{events_file} and {alerts_file}" if workdir
+                 else "deleted with the temporary directory; keep them with --workdir DIR")
+        click.echo(f"\nAll {stats['events']:,} events and the alerts as JSON lines: {where}")
+
+
+def _demo_placeholders() -> dict[str, list[str]]:
+    """The demo plant's control stations, engineering workstation... (deploy/placeholders.yml)."""
+    from analyzer.sigma import load_placeholders
+
+    return load_placeholders(Path(__file__).resolve().parents[1] / "deploy" / "placeholders.yml")
+
+
+def _final_alerts(path: Path) -> list[dict[str, Any]]:
+    """The last state of each alert in an ``--alerts`` file, most severe first."""
+    final: dict[str, dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        alert = json.loads(line)
+        held = final.get(alert["_id"])
+        if held is None or alert["icsmon.alert.version"] >= held["icsmon.alert.version"]:
+            final[alert["_id"]] = alert
+    return sorted(final.values(), key=lambda a: (-a["event.severity"], a["icsmon.alert.first_seen"]))
+
+
+def _alert_line(alert: dict[str, Any]) -> str:
+    techniques = ",".join(alert.get("threat.technique.id", []))
+    return (f"{alert['icsmon.alert.severity']:<8} {alert['rule.name']}: {alert.get('source.ip')} -> "
+            f"{alert.get('destination.ip')} {alert.get('network.protocol', '')} x{alert['icsmon.alert.count']}"
+            + (f" [{techniques}]" if techniques else ""))
 
 
 def _one_line(event: dict[str, Any]) -> str:
-    keys = ("source.ip", "destination.ip", "ics.role", "ics.function", "ics.unit", "ics.address_start",
-            "ics.address_count", "ics.status")
-    parts = [f"{event.get('network.protocol', '?')}"]
-    parts += [f"{k.split('.')[-1]}={event[k]}" for k in keys if k in event]
+    """``modbus 10.10.1.10 -> 10.10.2.11 request read_holding_registers unit=1 address_start=0 ...``."""
+    direction = event.get("network.direction")
+    client, server = event.get("source.ip", "?"), event.get("destination.ip", "?")
+    sender, receiver = (server, client) if direction == "to_client" else (client, server)
+    parts = [f"{event.get('network.protocol', '?'):<7} {sender} -> {receiver}", str(event.get("ics.role", "")),
+             str(event.get("ics.function", event.get("event.action", "")))]
+    parts += [f"{k.split('.')[-1]}={event[k]}" for k in _SHOWN if k in event]
     return " ".join(parts)
+
+
+_SHOWN = ("ics.unit", "ics.address_start", "ics.address_count", "ics.status")
 
 
 @main.command()
@@ -408,6 +670,8 @@ def diff(captures: tuple[str, ...], protocols: tuple[str, ...], known_path: str 
     if report.below(target) or report.unexplained:
         sys.exit(1)
 
+
+main.add_command(rules_group, name="rules")
 
 if __name__ == "__main__":
     main()

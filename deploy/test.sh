@@ -90,6 +90,9 @@ main() {
     fi
 
     "$PYTHON" -m pip install --disable-pip-version-check --progress-bar off -e ".[test]"
+    # The pySigma plugin (pipeline `icsmon`, offline ATT&CK for ICS validators) for plain
+    # `sigma convert -p icsmon` and `sigma check`; pySigma < 2 finds plugins only as modules.
+    "$PYTHON" -m pip install --disable-pip-version-check --progress-bar off ./analyzer/sigma/plugin
 
     # A node that was already running (a developer's) is used and left running.
     if ! bash deploy/elasticsearch.sh status >/dev/null 2>&1; then

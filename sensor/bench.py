@@ -433,7 +433,26 @@ def _icsmon_row(capture: Path, work: Path, what: str, *options: str) -> BenchRow
     stats = work / "bench-stats.json"
     argv = [sys.executable, "-m", "api.cli", "read", str(capture), *options, "--stats", str(stats),
             "--no-progress", "-q"]  # this interpreter: the benchmark measures this installation
-    run = _measure(argv, f"icsmon read {' '.join(options)}".rstrip(), work)
+    # Detection runs get their own store, spool and the demo plant's placeholders (every rule loads).
+    env = {"ICSMON_ANALYZER__SQLITE__PATH": str(work / "bench-store.db"),
+           "ICSMON_ANALYZER__DELIVERY__SPOOL_DIR": str(work / "bench-spool"),
+           "ICSMON_ANALYZER__DELIVERY__DEAD_LETTER": str(work / "bench-dead-letter.jsonl"),
+           "ICSMON_ANALYZER__RULES__PLACEHOLDERS": str(Path(__file__).resolve().parents[1] / "deploy"
+                                                       / "placeholders.yml")}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        run = _measure(argv, f"icsmon read {' '.join(options)}".rstrip(), work)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        for leftover in (work / "bench-store.db", work / "bench-store.db-wal", work / "bench-store.db-shm",
+                         work / "bench-dead-letter.jsonl"):
+            leftover.unlink(missing_ok=True)
+        shutil.rmtree(work / "bench-spool", ignore_errors=True)
     try:
         data = json.loads(stats.read_text())
         packets, rate = int(data["packets"]), float(data["packets_per_second"])
@@ -458,12 +477,15 @@ def run_bench(capture: str | os.PathLike[str], workdir: str | os.PathLike[str],
     half = work / "bench-half.pcap"
     try:
         say(f"icsmon read --no-dissect: {packets:,} packets")
-        result.rows.append(_icsmon_row(capture, work, "decode, flows, TCP reassembly (`read --no-dissect`)",
-                                       "--no-dissect"))
-        say("icsmon read, full pipeline, events to /dev/null")
-        full = _icsmon_row(capture, work, "full pipeline, events serialised (`read --events /dev/null`)",
-                           "--events", os.devnull)
+        result.rows.append(_icsmon_row(capture, work, "decode, flows, TCP reassembly"
+                                       " (`read --no-dissect --no-detect`)", "--no-dissect", "--no-detect"))
+        say("icsmon read, full sensor pipeline, events to /dev/null")
+        full = _icsmon_row(capture, work, "full sensor pipeline, events serialised"
+                           " (`read --no-detect --events /dev/null`)", "--no-detect", "--events", os.devnull)
         result.rows.append(full)
+        say("icsmon read, sensor and detection (rule pack), alerts to an embedded store")
+        result.rows.append(_icsmon_row(capture, work, "sensor + Sigma rule pack + alerts to SQLite"
+                                       " (`read --events /dev/null`)", "--events", os.devnull))
         tshark = shutil.which("tshark")
         if tshark:
             say(f"tshark {' '.join(TSHARK_ARGS[:1])} FILE {' '.join(TSHARK_ARGS[1:])}")
@@ -474,7 +496,7 @@ def run_bench(capture: str | os.PathLike[str], workdir: str | os.PathLike[str],
             result.notes.append("tshark was not found on PATH: no comparison row.")
         half_packets = write_prefix(capture, half, packets // 2)
         say(f"icsmon read, full pipeline, on the first {half_packets:,} packets (memory flatness)")
-        small = _icsmon_row(half, work, "half", "--events", os.devnull)
+        small = _icsmon_row(half, work, "half", "--no-detect", "--events", os.devnull)
         result.flatness = [(small.packets, small.peak_rss_mib), (full.packets, full.peak_rss_mib)]
     finally:
         for leftover in (half, work / "bench-stats.json", work / "bench-stderr.txt"):
@@ -501,7 +523,7 @@ def run_protocol_bench(result: BenchResult, workdir: str | os.PathLike[str], pac
         try:
             build_bench_capture(capture, packets, [base / s for s in sources])
             say(f"{name}: icsmon read, full pipeline, {packets:,} packets")
-            ours = _icsmon_row(capture, work, name, "--events", os.devnull)
+            ours = _icsmon_row(capture, work, name, "--no-detect", "--events", os.devnull)
             theirs = None
             if tshark and dissector.wireshark:
                 columns = sorted(set(dissector.wireshark.fields.values()))

@@ -61,3 +61,21 @@ def es_index_prefix(request: pytest.FixtureRequest, es_client: Elasticsearch) ->
     names = list(found.body)
     if names:
         es_client.indices.delete(index=",".join(names))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_data_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every icsmon run in the tests (in process or as a command) keeps its store, spool and dead
+    letters in a temporary folder, never in the user's ~/.local/share/icsmon."""
+    data = tmp_path_factory.mktemp("icsmon-data")
+    values = {"ICSMON_ANALYZER__SQLITE__PATH": str(data / "icsmon.db"),
+              "ICSMON_ANALYZER__DELIVERY__SPOOL_DIR": str(data / "spool"),
+              "ICSMON_ANALYZER__DELIVERY__DEAD_LETTER": str(data / "dead-letter.jsonl")}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

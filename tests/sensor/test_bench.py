@@ -207,7 +207,7 @@ def test_run_bench_measures_icsmon_and_tshark(tmp_path: Path,
                                               clean_bench: Bench) -> None:
     path, _ = clean_bench
     result = run_bench(path, tmp_path)
-    assert [(r.tool, r.packets) for r in result.rows] == [("icsmon", 20_000)] * 2 + [("tshark", 20_000)]
+    assert [(r.tool, r.packets) for r in result.rows] == [("icsmon", 20_000)] * 3 + [("tshark", 20_000)]
     for row in result.rows:
         assert row.seconds > 0 and row.packets_per_second > 0 and row.peak_rss_mib > 0
     assert [n for n, _ in result.flatness] == [10_000, 20_000]
@@ -215,7 +215,7 @@ def test_run_bench_measures_icsmon_and_tshark(tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing left behind
     table = format_table(result)
     assert "| tool | what | packets | seconds | packets/s | peak RSS |" in table
-    assert len([line for line in table.splitlines() if line.startswith(("| icsmon", "| tshark"))]) == 3
+    assert len([line for line in table.splitlines() if line.startswith(("| icsmon", "| tshark"))]) == 4
     assert "tshark 4." in table and "python 3." in table and "cores" in table
 
 

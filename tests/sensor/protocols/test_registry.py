@@ -40,11 +40,16 @@ def test_operations_use_the_closed_vocabulary() -> None:
         assert not unknown, f"{dissector.name}: operations outside the vocabulary: {unknown}"
 
 
+EXTRA_NAMESPACES = {"enip": ("cip.",)}
+"""Dissectors that carry a second protocol's namespace: EtherNet/IP transports CIP."""
+
+
 def test_protocol_fields_live_in_their_namespace() -> None:
     common = {f.name for f in COMMON_FIELDS}
     for dissector in registry().values():
+        prefixes = (dissector.name + ".", *EXTRA_NAMESPACES.get(dissector.name, ()))
         for field in dissector.fields:
-            assert field.name.startswith(dissector.name + "."), field.name
+            assert field.name.startswith(prefixes), field.name
             assert field.name not in common
             assert field.doc, f"{field.name} has no documentation"
 
