@@ -23,7 +23,6 @@ import difflib
 import importlib.util
 import json
 import re
-import struct
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ from sensor.dissect import WiresharkFields
 from sensor.pipeline import Sensor
 from sensor.protocols.bacnet import DISSECTOR, BacnetSession
 from sensor.settings import SensorSettings
+from tests.sensor.protocols import crafting
 
 REPO = Path(__file__).resolve().parents[3]
 PCAPS = REPO.parent / "shared" / "pcaps"
@@ -134,31 +134,17 @@ def test_present_values_agree_with_wireshark() -> None:
 
 # -- differential: the crafted capture ---------------------------------------------------------------
 
-_PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
 CLIENT, SERVER, BROADCAST = (10, 0, 0, 1), (10, 0, 0, 2), (10, 0, 0, 255)
-
-
-def _checksum(header: bytes) -> int:
-    total = sum(struct.unpack("!10H", header))
-    total = (total & 0xFFFF) + (total >> 16)
-    return ~((total & 0xFFFF) + (total >> 16)) & 0xFFFF
 
 
 def udp_frame(src: tuple[int, ...], dst: tuple[int, ...], payload: bytes, sport: int = 47808,
               dport: int = 47808) -> bytes:
-    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes(src), bytes(dst)))
-    ip[10:12] = struct.pack("!H", _checksum(bytes(ip)))
-    return bytes.fromhex("020000000002020000000001") + b"\x08\x00" + bytes(ip) + udp
+    return crafting.udp_frame((bytes(src), sport), (bytes(dst), dport), payload)
 
 
 def write_pcap(path: Path, frames: list[bytes], t0: int = 1_700_000_000) -> Path:
-    with path.open("wb") as f:
-        f.write(_PCAP_HEADER)
-        for n, frame in enumerate(frames):
-            f.write(struct.pack("<IIII", t0 + n, 0, len(frame), len(frame)))
-            f.write(frame)
-    return path
+    """One frame a second from ``t0``."""
+    return crafting.write_pcap(path, [(t0 + n, frame) for n, frame in enumerate(frames)])
 
 
 ERROR_CASES = [(20, T.app_enum(5) + T.app_enum(26)),

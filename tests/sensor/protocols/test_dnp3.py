@@ -37,6 +37,7 @@ from sensor.protocols.dnp3 import (
 )
 from sensor.schema import COMMON_FIELDS
 from sensor.volume import is_routine
+from tests.sensor.protocols import crafting
 
 REPO = Path(__file__).resolve().parents[3]
 DECLARED = {f.name for f in DISSECTOR.fields} | {f.name for f in COMMON_FIELDS}
@@ -930,21 +931,11 @@ def test_points_and_headers_are_capped() -> None:
 
 
 def drive(session: Dnp3Session, chunks: list[tuple[bool, bytes | int]]) -> list[dict[str, Any]]:
-    """Feed until the session refuses the flow; only events or ProtocolViolation may come out."""
-    events: list[dict[str, Any]] = []
-    try:
-        for to_server, chunk in chunks:
-            if isinstance(chunk, int):
-                session.on_gap(chunk, to_server)
-            else:
-                events += session.feed(chunk, to_server, 1.0)
-    except ProtocolViolation as exc:
-        assert isinstance(exc.reason, str) and exc.offset >= 0
+    """crafting.drive (only events or ProtocolViolation; declared fields, action, operation, finite
+    values), and every event names its link source address."""
+    events = crafting.drive(session, chunks, DECLARED)
     for event in events:
-        assert set(event) <= DECLARED, set(event) - DECLARED
-        assert isinstance(event["event.action"], str) and isinstance(event["dnp3.link.source"], int)
-        assert all(isinstance(v, int | float) and v == v for v in event.get("ics.values", ()))
-    session.finish(2.0)
+        assert isinstance(event["dnp3.link.source"], int), event
     return events
 
 

@@ -37,6 +37,7 @@ from sensor.differential import KnownDifference, compare_captures, load_known
 from sensor.pipeline import Sensor
 from sensor.protocols.dnp3 import DISSECTOR, Dnp3Session
 from sensor.settings import SensorSettings
+from tests.sensor.protocols.crafting import tcp_records, write_pcap
 
 REPO = Path(__file__).resolve().parents[3]
 PCAPS = REPO.parent / "shared" / "pcaps"
@@ -46,6 +47,7 @@ EXAMPLE = ICSNPP / "traces" / "dnp3_example.pcap"
 SURICATA = PCAPS / "suricata-verify" / "tests" / "dnp3"
 SHARED = sorted([*PCAPS.glob("iti/pcaps/dnp3/*.pcap"), *PCAPS.glob("iti/pcaps/bro/dnp3/*.pcap"),
                  *PCAPS.glob("iti/pcaps/openics/DNP3*.pcap"), EXAMPLE, *SURICATA.glob("*/*.pcap")])
+PORT = 20000  # the server side of the crafted connections
 
 
 def _sibling(name: str) -> ModuleType:
@@ -58,60 +60,6 @@ def _sibling(name: str) -> ModuleType:
 
 
 T = _sibling("test_dnp3")
-
-# -- writing captures -------------------------------------------------------------------------------
-
-_PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-_RECORD = struct.Struct("<IIII")
-
-
-def _ip_checksum(header: bytes) -> int:
-    total = sum(struct.unpack("!10H", header))
-    total = (total & 0xFFFF) + (total >> 16)
-    return ~((total & 0xFFFF) + (total >> 16)) & 0xFFFF
-
-
-def _frame(src: tuple[bytes, int], dst: tuple[bytes, int], seq: int, ack: int, flags: int, payload: bytes) -> bytes:
-    tcp = struct.pack("!HHIIBBHHH", src[1], dst[1], seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0)
-    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload), 0, 0x4000, 64, 6, 0,
-                               src[0], dst[0]))
-    ip[10:12] = struct.pack("!H", _ip_checksum(bytes(ip)))
-    return bytes.fromhex("020000000002020000000001") + b"\x08\x00" + bytes(ip) + tcp + payload
-
-
-def tcp_records(segments: list[tuple[bool, bytes]], client: int = 1, port: int = 40000, t0: float = 1.7e9,
-                step: float = 0.001) -> list[tuple[float, bytes]]:
-    """One TCP connection client -> 10.0.255.2:20000 (handshake, one segment per item, FIN) as frames."""
-    c = (bytes([10, 0, client >> 8 & 0xFF, client & 0xFF]), port)
-    s = (bytes([10, 0, 255, 2]), 20000)
-    cseq, sseq, ts = 1000, 5000, t0
-    out = [(ts, _frame(c, s, cseq, 0, 0x02, b"")), (ts, _frame(s, c, sseq, cseq + 1, 0x12, b"")),
-           (ts, _frame(c, s, cseq + 1, sseq + 1, 0x10, b""))]
-    cseq += 1
-    sseq += 1
-    for to_server, payload in segments:
-        ts += step
-        if to_server:
-            out.append((ts, _frame(c, s, cseq, sseq, 0x18, payload)))
-            cseq += len(payload)
-        else:
-            out.append((ts, _frame(s, c, sseq, cseq, 0x18, payload)))
-            sseq += len(payload)
-    out.append((ts + step, _frame(c, s, cseq, sseq, 0x11, b"")))
-    out.append((ts + step, _frame(s, c, sseq, cseq + 1, 0x11, b"")))
-    out.append((ts + 2 * step, _frame(c, s, cseq + 1, sseq + 1, 0x10, b"")))
-    return out
-
-
-def write_pcap(path: Path, records: list[tuple[float, bytes]]) -> Path:
-    with path.open("wb") as f:
-        f.write(_PCAP_HEADER)
-        for ts, frame in records:
-            sec = int(ts)
-            f.write(_RECORD.pack(sec, int(round((ts - sec) * 1e6)), len(frame), len(frame)))
-            f.write(frame)
-    return path
-
 
 def crafted_segments() -> list[tuple[bool, bytes]]:
     """Every object layout (by range and by index prefix), every function with its typical body,
@@ -138,7 +86,7 @@ def crafted_segments() -> list[tuple[bool, bytes]]:
 
 @pytest.fixture(scope="module")
 def crafted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_pcap(tmp_path_factory.mktemp("dnp3") / "every_object.pcap", tcp_records(crafted_segments()))
+    return write_pcap(tmp_path_factory.mktemp("dnp3") / "every_object.pcap", tcp_records(crafted_segments(), PORT))
 
 
 def sensor_events(capture: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -656,7 +604,7 @@ def test_pipeline_throughput(tmp_path: Path) -> None:
     """Packets/s of the whole pipeline on a crafted capture of many DNP3 connections."""
     records: list[tuple[float, bytes]] = []
     for client in range(40):
-        records += tcp_records(polling_stream(600), client=client + 1, port=40000 + client, t0=1.7e9 + client)
+        records += tcp_records(polling_stream(600), PORT, client=client + 1, port=40000 + client, t0=1.7e9 + client)
     records.sort(key=lambda r: r[0])
     capture = write_pcap(tmp_path / "polling.pcap", records)
     best = 0.0

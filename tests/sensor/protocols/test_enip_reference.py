@@ -37,6 +37,7 @@ from sensor.pipeline import Sensor
 from sensor.protocols.enip import DISSECTOR, EnipSession
 from sensor.settings import SensorSettings
 from sensor.volume import is_routine
+from tests.sensor.protocols.crafting import tcp_records, udp_frame, write_pcap
 
 REPO = Path(__file__).resolve().parents[3]
 PCAPS = REPO.parent / "shared" / "pcaps"
@@ -47,6 +48,7 @@ CIP_ONLY = PCAPS / "iti/pcaps/CIP/cip_only.pcap"
 SURICATA_TEST1 = PCAPS / "suricata-verify/tests/enip-alert/enip_test1.pcap"
 SHARED = sorted([*(ZEEK / "traces").iterdir(), CIP_ONLY, *(PCAPS / "iti/pcaps/EthernetIP").glob("*.pcap"),
                  SURICATA_TEST1, PCAPS / "suricata-verify/tests/enip-keywords/enip_cip_example.pcap"])
+PORT = 44818  # the server side of the crafted connections
 
 
 def _sibling(name: str) -> ModuleType:
@@ -99,70 +101,6 @@ def test_key_fields_agree_with_wireshark_on_the_shared_captures() -> None:
 
 # -- differential: a crafted capture of every family -----------------------------------------------
 
-_PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-_RECORD = struct.Struct("<IIII")
-_MAC = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
-
-
-def _checksum(header: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def _ip(src: bytes, dst: bytes, proto: int, payload: bytes) -> bytes:
-    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0x4000, 64, proto, 0, src, dst))
-    ip[10:12] = struct.pack("!H", _checksum(bytes(ip)))
-    return bytes(ip) + payload
-
-
-def _frame(src: tuple[bytes, int], dst: tuple[bytes, int], seq: int, ack: int, flags: int, payload: bytes,
-           to_server: bool) -> bytes:
-    tcp = struct.pack("!HHIIBBHHH", src[1], dst[1], seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0)
-    macs = _MAC[1] + _MAC[0] if to_server else _MAC[0] + _MAC[1]
-    return macs + b"\x08\x00" + _ip(src[0], dst[0], 6, tcp + payload)
-
-
-def udp_frame(src: tuple[bytes, int], dst: tuple[bytes, int], payload: bytes) -> bytes:
-    udp = struct.pack("!HHHH", src[1], dst[1], 8 + len(payload), 0) + payload
-    return _MAC[1] + _MAC[0] + b"\x08\x00" + _ip(src[0], dst[0], 17, udp)
-
-
-def tcp_records(segments: list[tuple[bool, bytes]], client: int = 1, port: int = 40000, t0: float = 1.7e9,
-                step: float = 0.001) -> list[tuple[float, bytes]]:
-    """One TCP connection client -> 10.0.255.2:44818 (handshake, one segment per item, FIN) as frames."""
-    c = (bytes([10, 0, client >> 8 & 0xFF, client & 0xFF]), port)
-    s = (bytes([10, 0, 255, 2]), 44818)
-    cseq, sseq = 1000, 5000
-    ts = t0
-    out = [(ts, _frame(c, s, cseq, 0, 0x02, b"", True)), (ts, _frame(s, c, sseq, cseq + 1, 0x12, b"", False)),
-           (ts, _frame(c, s, cseq + 1, sseq + 1, 0x10, b"", True))]
-    cseq += 1
-    sseq += 1
-    for to_server, payload in segments:
-        ts += step
-        if to_server:
-            out.append((ts, _frame(c, s, cseq, sseq, 0x18, payload, True)))
-            cseq += len(payload)
-        else:
-            out.append((ts, _frame(s, c, sseq, cseq, 0x18, payload, False)))
-            sseq += len(payload)
-    out.append((ts + step, _frame(c, s, cseq, sseq, 0x11, b"", True)))
-    out.append((ts + step, _frame(s, c, sseq, cseq + 1, 0x11, b"", False)))
-    out.append((ts + 2 * step, _frame(c, s, cseq + 1, sseq + 1, 0x10, b"", True)))
-    return out
-
-
-def write_pcap(path: Path, records: list[tuple[float, bytes]]) -> Path:
-    with path.open("wb") as f:
-        f.write(_PCAP_HEADER)
-        for ts, frame in records:
-            sec = int(ts)
-            f.write(_RECORD.pack(sec, int(round((ts - sec) * 1e6)), len(frame), len(frame)))
-            f.write(frame)
-    return path
-
 
 def crafted_segments() -> list[tuple[bool, bytes]]:
     """Every family on one session, replies after their requests; two messages share a segment once."""
@@ -214,7 +152,7 @@ def crafted_udp(t0: float) -> list[tuple[float, bytes]]:
 @pytest.fixture(scope="module")
 def crafted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("enip") / "every_family.pcap"
-    records = tcp_records(crafted_segments())
+    records = tcp_records(crafted_segments(), PORT)
     return write_pcap(path, records + crafted_udp(records[-1][0] + 1.0))
 
 
@@ -511,7 +449,7 @@ def test_pipeline_throughput(tmp_path: Path) -> None:
     shared = stats["packets"] / max(time.process_time() - started, 1e-9)
     records: list[tuple[float, bytes]] = []
     for client in range(40):
-        records += tcp_records(polling_stream(500), client=client + 1, port=40000 + client, t0=1.7e9 + client)
+        records += tcp_records(polling_stream(500), PORT, client=client + 1, port=40000 + client, t0=1.7e9 + client)
     records.sort(key=lambda r: r[0])
     capture = write_pcap(tmp_path / "polling.pcap", records)
     best = 0.0

@@ -25,6 +25,7 @@ from sensor.dissect import OPERATIONS, ProtocolViolation
 from sensor.protocols import registry
 from sensor.protocols.iec104 import DISSECTOR, MAX_BAD_APDUS, MAX_JUNK, Iec104Session, probe
 from sensor.schema import COMMON_FIELDS
+from tests.sensor.protocols import crafting
 
 REPO = Path(__file__).resolve().parents[3]
 DECLARED = {f.name for f in DISSECTOR.fields} | {f.name for f in COMMON_FIELDS}
@@ -739,21 +740,11 @@ def test_pending_commands_are_bounded_and_expire() -> None:
 
 
 def drive(session: Iec104Session, chunks: list[tuple[bool, bytes | int]]) -> list[dict[str, Any]]:
-    """Feed until the session refuses the flow; only events or ProtocolViolation may come out."""
-    events: list[dict[str, Any]] = []
-    try:
-        for to_server, chunk in chunks:
-            if isinstance(chunk, int):
-                session.on_gap(chunk, to_server)
-            else:
-                events += session.feed(chunk, to_server, 1.0)
-    except ProtocolViolation as exc:
-        assert isinstance(exc.reason, str) and exc.offset >= 0
+    """crafting.drive (only events or ProtocolViolation; declared fields, action, operation, finite
+    values), and every event carries its APDU length."""
+    events = crafting.drive(session, chunks, DECLARED)
     for event in events:
-        assert set(event) <= DECLARED, set(event) - DECLARED
-        assert isinstance(event["event.action"], str) and isinstance(event["iec104.apdu_length"], int)
-        assert all(isinstance(v, int | float) and v == v for v in event.get("ics.values", ()))
-    session.finish(2.0)
+        assert isinstance(event["iec104.apdu_length"], int), event
     return events
 
 

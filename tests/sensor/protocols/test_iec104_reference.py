@@ -35,11 +35,13 @@ from sensor.differential import KnownDifference, compare_captures
 from sensor.pipeline import Sensor
 from sensor.protocols.iec104 import DISSECTOR, Iec104Session
 from sensor.settings import SensorSettings
+from tests.sensor.protocols.crafting import tcp_records, write_pcap
 
 REPO = Path(__file__).resolve().parents[3]
 PCAPS = REPO.parent / "shared" / "pcaps"
 SHARED = [PCAPS / "iti/pcaps/IEC60870-5-104/JavaRMI_and_IEC_Misc.pcap",
           PCAPS / "iti/pcaps/IEC60870-5-104/TestDissectIec104.pcap"]
+PORT = 2404  # the server side of the crafted connections
 
 
 def _sibling(name: str) -> ModuleType:
@@ -52,64 +54,6 @@ def _sibling(name: str) -> ModuleType:
 
 
 T = _sibling("test_iec104")
-
-# -- writing captures -------------------------------------------------------------------------------
-
-_PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-_RECORD = struct.Struct("<IIII")
-_MAC = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
-
-
-def _ip_checksum(header: bytes) -> int:
-    total = sum(struct.unpack("!10H", header))
-    total = (total & 0xFFFF) + (total >> 16)
-    return ~((total & 0xFFFF) + (total >> 16)) & 0xFFFF
-
-
-def _frame(src: tuple[bytes, int], dst: tuple[bytes, int], seq: int, ack: int, flags: int, payload: bytes,
-           to_server: bool) -> bytes:
-    tcp = struct.pack("!HHIIBBHHH", src[1], dst[1], seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0)
-    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload), 0, 0x4000, 64, 6, 0,
-                               src[0], dst[0]))
-    ip[10:12] = struct.pack("!H", _ip_checksum(bytes(ip)))
-    macs = _MAC[1] + _MAC[0] if to_server else _MAC[0] + _MAC[1]
-    return macs + b"\x08\x00" + bytes(ip) + tcp + payload
-
-
-def tcp_records(segments: list[tuple[bool, bytes]], client: int = 1, port: int = 40000, t0: float = 1.7e9,
-                step: float = 0.001) -> list[tuple[float, bytes]]:
-    """One TCP connection client -> 10.0.0.2:2404 (handshake, one segment per item, FIN) as frames."""
-    c = (bytes([10, 0, client >> 8 & 0xFF, client & 0xFF]), port)
-    s = (bytes([10, 0, 255, 2]), 2404)
-    cseq, sseq = 1000, 5000
-    ts = t0
-    out = [(ts, _frame(c, s, cseq, 0, 0x02, b"", True)), (ts, _frame(s, c, sseq, cseq + 1, 0x12, b"", False)),
-           (ts, _frame(c, s, cseq + 1, sseq + 1, 0x10, b"", True))]
-    cseq += 1
-    sseq += 1
-    for to_server, payload in segments:
-        ts += step
-        if to_server:
-            out.append((ts, _frame(c, s, cseq, sseq, 0x18, payload, True)))
-            cseq += len(payload)
-        else:
-            out.append((ts, _frame(s, c, sseq, cseq, 0x18, payload, False)))
-            sseq += len(payload)
-    out.append((ts + step, _frame(c, s, cseq, sseq, 0x11, b"", True)))
-    out.append((ts + step, _frame(s, c, sseq, cseq + 1, 0x11, b"", False)))
-    out.append((ts + 2 * step, _frame(c, s, cseq + 1, sseq + 1, 0x10, b"", True)))
-    return out
-
-
-def write_pcap(path: Path, records: list[tuple[float, bytes]]) -> Path:
-    with path.open("wb") as f:
-        f.write(_PCAP_HEADER)
-        for ts, frame in records:
-            sec = int(ts)
-            f.write(_RECORD.pack(sec, int(round((ts - sec) * 1e6)), len(frame), len(frame)))
-            f.write(frame)
-    return path
-
 
 # -- the crafted capture ----------------------------------------------------------------------------
 
@@ -156,7 +100,7 @@ def crafted_segments() -> list[tuple[bool, bytes]]:
 @pytest.fixture(scope="module")
 def crafted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("iec104") / "every_type.pcap"
-    return write_pcap(path, tcp_records(crafted_segments()))
+    return write_pcap(path, tcp_records(crafted_segments(), PORT))
 
 
 # -- running the sensor -----------------------------------------------------------------------------
@@ -392,7 +336,7 @@ def test_pipeline_throughput(tmp_path: Path) -> None:
     """Packets/s of the whole pipeline on a crafted capture of many IEC 104 connections."""
     records: list[tuple[float, bytes]] = []
     for client in range(40):
-        records += tcp_records(polling_stream(500), client=client + 1, port=40000 + client, t0=1.7e9 + client)
+        records += tcp_records(polling_stream(500), PORT, client=client + 1, port=40000 + client, t0=1.7e9 + client)
     records.sort(key=lambda r: r[0])
     capture = write_pcap(tmp_path / "polling.pcap", records)
     best = 0.0

@@ -26,6 +26,7 @@ from sensor.dissect import OPERATIONS, ProtocolViolation
 from sensor.protocols import registry
 from sensor.protocols.modbus import DISSECTOR, ModbusSession, probe
 from sensor.schema import COMMON_FIELDS
+from tests.sensor.protocols import crafting
 
 REPO = Path(__file__).resolve().parents[3]
 PCAPS = REPO.parent / "shared" / "pcaps"
@@ -498,16 +499,11 @@ def test_gap_accounting_keeps_violation_offsets_in_stream_coordinates() -> None:
 
 
 def drive(session: ModbusSession, chunks: list[tuple[bool, bytes]]) -> list[dict[str, Any]]:
-    """Feed until the session refuses the flow; only events or ProtocolViolation may come out."""
-    events: list[dict[str, Any]] = []
-    try:
-        for to_server, chunk in chunks:
-            events += session.feed(chunk, to_server, 1.0)
-    except ProtocolViolation as exc:
-        assert isinstance(exc.reason, str) and exc.offset >= 0
+    """crafting.drive (only events or ProtocolViolation; declared fields, action, operation, finite
+    values), and every event names its Modbus function."""
+    events = crafting.drive(session, chunks, DECLARED)
     for event in events:
-        assert set(event) <= DECLARED, set(event) - DECLARED
-        assert isinstance(event["modbus.function"], str)
+        assert isinstance(event["modbus.function"], str), event
     return events
 
 

@@ -32,6 +32,7 @@ from sensor.protocols.s7comm import (
     probe,
 )
 from sensor.schema import COMMON_FIELDS
+from tests.sensor.protocols import crafting
 
 REPO = Path(__file__).resolve().parents[3]
 DECLARED = {f.name for f in DISSECTOR.fields} | {f.name for f in COMMON_FIELDS}
@@ -939,22 +940,8 @@ def test_unanswered_requests_are_reported_at_finish() -> None:
 
 
 def drive(session: S7commSession, chunks: list[tuple[bool, bytes | int]]) -> list[dict[str, Any]]:
-    """Feed until the session refuses the flow; only events or ProtocolViolation may come out."""
-    events: list[dict[str, Any]] = []
-    try:
-        for to_server, chunk in chunks:
-            if isinstance(chunk, int):
-                session.on_gap(chunk, to_server)
-            else:
-                events += session.feed(chunk, to_server, 1.0)
-    except ProtocolViolation as exc:
-        assert isinstance(exc.reason, str) and exc.offset >= 0
-    events += session.finish(2.0)
-    for event in events:
-        assert set(event) <= DECLARED, set(event) - DECLARED
-        assert isinstance(event["event.action"], str) and event["ics.operation"] in OPERATIONS
-        assert all(isinstance(v, int | float) and v == v for v in event.get("ics.values", ()))
-    return events
+    """crafting.drive: only events or ProtocolViolation; declared fields, action, operation, finite values."""
+    return crafting.drive(session, chunks, DECLARED)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
