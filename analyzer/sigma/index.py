@@ -31,13 +31,27 @@ from typing import Any, Protocol
 
 from analyzer.sigma.modifiers import key
 
-__all__ = ["FIELD_CARDINALITY", "IndexedRule", "RANGE_BUCKET", "RuleIndex", "UNSELECTIVE_FIELDS"]
+__all__ = ["COMMON_VALUES", "FIELD_CARDINALITY", "IndexedRule", "RANGE_BUCKET", "RARE_VALUES", "RuleIndex",
+           "UNSELECTIVE_FIELDS"]
 
 UNSELECTIVE_FIELDS = frozenset({
     "event.kind", "event.category", "event.type", "event.outcome", "network.transport", "network.type",
     "network.direction", "ics.role", "ics.status", "observer.type", "observer.product",
 })
 """Fields whose few values most events share: filing rules under them would not skip anything."""
+
+RARE_VALUES: dict[str, frozenset[str]] = {
+    "event.type": frozenset({"error"}),  # anomalies and decode errors: a small share of the events
+    "ics.role": frozenset({"unsolicited"}),
+}
+"""Values of unselective fields that few events carry: a rule requiring one of them is filed under it."""
+_RARE_CARDINALITY = 100  # as selective as a test on a field with about this many values
+
+COMMON_VALUES: dict[str, frozenset[str]] = {
+    "ics.operation": frozenset({"read", "report", "session", "diagnostic", "other"}),
+}
+"""The values most events of a field carry (polling): a test on the field's other values is ten times as
+selective as the field's cardinality alone says."""
 
 FIELD_CARDINALITY: dict[str, int] = {
     "network.protocol": 10, "event.dataset": 12, "ics.operation": 23, "event.action": 200, "ics.function": 200,
@@ -124,12 +138,20 @@ class RuleIndex:
         """The most selective test of the rule: (kind, field, entries to file it under)."""
         best: tuple[float, str, str, Any] | None = None
         for kind, field, payload in rule.necessary:
-            if field in UNSELECTIVE_FIELDS or (rule.route is not None and field == rule.route[0]):
+            if rule.route is not None and field == rule.route[0]:
                 continue
-            if kind == "eq":
+            if field in UNSELECTIVE_FIELDS:
+                rare = RARE_VALUES.get(field)
+                if kind != "eq" or rare is None or not payload or not all(v in rare for v in payload):
+                    continue
+                entries, score = payload, len(payload) / _RARE_CARDINALITY
+            elif kind == "eq":
                 if not payload or len(payload) > _MAX_ENTRIES:
                     continue
                 entries, score = payload, len(payload) / _cardinality(field)
+                common = COMMON_VALUES.get(field)
+                if common is not None and not any(v in common for v in payload):
+                    score /= 10
             elif kind == "prefix":
                 if not payload or len(payload) > _MAX_ENTRIES or min(len(p) for p in payload) < 2:
                     continue

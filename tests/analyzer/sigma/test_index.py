@@ -105,3 +105,35 @@ def test_bench_runs() -> None:
     assert all(r["events_per_s"] > 0 and r["detections"] > 0 for r in results)
     lines = format_table(results).splitlines()
     assert lines[0].startswith("rules  events/s") and len(lines) == 3
+
+
+def test_rare_values_of_common_fields_are_indexed(load: Any) -> None:
+    """`event.type: error` and non-polling operations make a rule selective although their fields are not."""
+    ruleset = load("""title: anomaly
+id: 7d7b0e0e-1111-4a4a-9b9b-000000000001
+logsource: {product: icsmon}
+detection:
+  sel:
+    event.type: error
+    event.dataset: [icsmon.modbus, icsmon.dnp3]
+  condition: sel
+---
+title: restart
+id: 7d7b0e0e-1111-4a4a-9b9b-000000000002
+logsource: {product: icsmon}
+detection:
+  sel:
+    ics.operation: [restart, firmware_update]
+    network.protocol: [modbus, dnp3, s7comm]
+  condition: sel
+""")
+    engine = Engine(ruleset)
+    assert engine.snapshot()["index"]["filed_always"] == 0
+    polling = {"event.type": ["protocol"], "event.dataset": "icsmon.modbus", "network.protocol": "modbus",
+               "ics.operation": "read"}
+    assert engine._snap.index.candidates(polling) == []
+    anomaly = {**polling, "event.type": ["protocol", "error"]}
+    restart = {**polling, "ics.operation": "restart"}
+    assert [r.title for r in engine._snap.index.candidates(anomaly)] == ["anomaly"]
+    assert [r.title for r in engine._snap.index.candidates(restart)] == ["restart"]
+    assert [d.title for d in engine.match(anomaly)] == ["anomaly"]
