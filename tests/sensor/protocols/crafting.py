@@ -2,6 +2,7 @@
 
 * ``tcp_records`` / ``udp_frame`` build Ethernet/IPv4 frames (no scapy, so thousands of frames are
   cheap); ``write_pcap`` writes them as a classic little-endian pcap (microsecond timestamps).
+* ``sensor_events`` runs a capture through the whole sensor with one dissector.
 * ``drive`` feeds hostile chunks to a session and checks the only outcomes the dissector contract
   allows: events with declared fields, or the one documented ProtocolViolation.
 """
@@ -12,8 +13,13 @@ import math
 import struct
 from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import Any
 
-from sensor.dissect import OPERATIONS, Event, ProtocolViolation, Session
+from sensor.capture import CaptureError
+from sensor.capture.pcapfile import open_capture
+from sensor.dissect import OPERATIONS, Dissector, Event, ProtocolViolation, Session
+from sensor.pipeline import Sensor
+from sensor.settings import SensorSettings
 
 # -- writing captures -------------------------------------------------------------------------------
 
@@ -118,3 +124,22 @@ def drive(session: Session, chunks: Sequence[tuple[bool, bytes | int]],
         assert event["ics.operation"] in OPERATIONS, event["ics.operation"]
         assert all(_finite_number(v) for v in event.get("ics.values", ())), event["ics.values"]
     return events
+
+
+# -- running the sensor --------------------------------------------------------------------------------
+
+
+def sensor_events(capture: Path, dissector: Dissector) -> tuple[list[Event], dict[str, Any]]:
+    """``dissector``'s events from ``capture`` through the whole sensor, and the run's statistics.
+
+    A truncated capture is not an error here: what was readable counts (as tshark does)."""
+    events: list[Event] = []
+    sensor = Sensor(SensorSettings(sensor_id="test"), sink=events.append, dissectors=[dissector])
+    with open_capture(capture) as source:
+        try:
+            sensor.run(source)
+        except CaptureError:
+            pass
+    sensor.finish()
+    dataset = "icsmon." + dissector.name
+    return [e for e in events if e.get("event.dataset") == dataset], sensor.stats_dict()

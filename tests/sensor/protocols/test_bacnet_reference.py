@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib.util
 import json
 import re
 import subprocess
@@ -28,19 +27,16 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from sensor.capture import CaptureError
-from sensor.capture.pcapfile import open_capture
 from sensor.differential import KnownDifference, compare_captures, normalise
 from sensor.dissect import WiresharkFields
-from sensor.pipeline import Sensor
 from sensor.protocols.bacnet import DISSECTOR, BacnetSession
-from sensor.settings import SensorSettings
 from tests.sensor.protocols import crafting
+from tests.sensor.protocols import test_bacnet as T  # its crafting helpers and tables
+from tests.sensor.protocols.crafting import sensor_events
 
 REPO = Path(__file__).resolve().parents[3]
 PCAPS = REPO.parent / "shared" / "pcaps"
@@ -64,30 +60,6 @@ KNOWN = [
     *(KnownDifference("icsnpp-bacnet/testing/traces/bacnet_error_reject_abort.pcap", "bacnet", str(frame),
                       "bacnet.vendor_id", WHO_AM_I_VENDOR) for frame in (41, 42)),
 ]
-
-
-def _sibling(name: str) -> ModuleType:
-    """The datagram builders and case tables of test_bacnet.py (tests are not a package here)."""
-    spec = importlib.util.spec_from_file_location(f"_bacnet_{name}", Path(__file__).with_name(f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-T = _sibling("test_bacnet")
-
-
-def sensor_events(capture: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    sensor = Sensor(SensorSettings(sensor_id="test"), sink=events.append, dissectors=[DISSECTOR])
-    with open_capture(capture) as source:
-        try:
-            sensor.run(source)
-        except CaptureError:
-            pass
-    sensor.finish()
-    return [e for e in events if e["event.dataset"] == "icsmon.bacnet"], sensor.stats_dict()
 
 
 # -- differential: key fields on the shared captures -------------------------------------------------
@@ -120,7 +92,7 @@ def test_present_values_agree_with_wireshark() -> None:
             values = [float(normalise(v)) for cell in cells for v in cell.split(",") if v]
             if values:
                 theirs[int(frame)] = values
-        events, _ = sensor_events(capture)
+        events, _ = sensor_events(capture, DISSECTOR)
         for event in events:
             if event.get("bacnet.service") == "read_property" and event.get("bacnet.properties") == ["present-value"]:
                 frame = event["icsmon.packet"]
@@ -226,7 +198,7 @@ def test_key_and_header_fields_agree_with_wireshark_on_every_service(crafted: Pa
     assert DISSECTOR.wireshark is not None
     extended = dataclasses.replace(DISSECTOR, wireshark=WiresharkFields(
         display_filter="bvlc", fields={**DISSECTOR.wireshark.fields, **EXTRA_FIELDS}))
-    events, _ = sensor_events(crafted)
+    events, _ = sensor_events(crafted, DISSECTOR)
     frame_of = {e["icsmon.packet"]: e for e in events}
     network = [f for f, e in frame_of.items() if "bacnet.npdu.message_type" in e]
     who_has = [f for f, e in frame_of.items() if e.get("bacnet.service") == "who_has" and "bacnet.range_low" in e]
@@ -248,13 +220,13 @@ def test_network_message_networks_are_wiresharks_dnet_list(crafted: Path) -> Non
                           "-E", "occurrence=a", "-E", "aggregator=,", "-e", "frame.number", "-e", "bacnet.dnet"],
                          capture_output=True, text=True, check=True).stdout
     theirs = {int(f): [int(v) for v in d.split(",") if v] for f, d in (line.split("\t") for line in out.splitlines())}
-    events, _ = sensor_events(crafted)
+    events, _ = sensor_events(crafted, DISSECTOR)
     ours = {e["icsmon.packet"]: e.get("bacnet.npdu.networks", []) for e in events if "bacnet.npdu.message_type" in e}
     assert len(ours) == len(T.NETWORK_CASES) and ours == theirs
 
 
 def test_crafted_capture_events(crafted: Path) -> None:
-    events, stats = sensor_events(crafted)
+    events, stats = sensor_events(crafted, DISSECTOR)
     counters = stats["protocols"]["bacnet"]
     assert counters["bugs"] == 0 and counters["violations"] == 0
     assert not [e for e in events if "bacnet.anomaly" in e]
@@ -338,7 +310,7 @@ def bacnet_log_record(e: dict[str, Any]) -> tuple[str, ...]:
 def test_bacnet_log_matches_zeek(case: str) -> None:
     """Every Zeek bacnet.log record is one of our events with the same function, type, service, invoke id
     and result; ours has more only where Zeek writes one record per segmented message."""
-    events, _ = sensor_events(TRACES / ZEEK_CASES[case])
+    events, _ = sensor_events(TRACES / ZEEK_CASES[case], DISSECTOR)
     ours: dict[Key, list[tuple[str, ...]]] = {}
     segments: dict[Key, list[tuple[str, ...]]] = {}
     for e in events:
@@ -417,7 +389,7 @@ def event_values(e: dict[str, Any]) -> list[tuple[str, float | None]]:
 @pytest.mark.parametrize("case", list(ZEEK_CASES), ids=list(ZEEK_CASES))
 def test_property_log_matches_zeek(case: str) -> None:
     """Zeek writes one record per object and property of a request, one per value of an ack."""
-    events, _ = sensor_events(TRACES / ZEEK_CASES[case])
+    events, _ = sensor_events(TRACES / ZEEK_CASES[case], DISSECTOR)
     ours: dict[Key, list[tuple[str, ...]]] = {}
     our_events: dict[Key, list[dict[str, Any]]] = {}
     for e in events:
@@ -486,7 +458,7 @@ def test_property_log_matches_zeek(case: str) -> None:
 def test_discovery_log_matches_zeek() -> None:
     compared = Counter()
     for case, capture in ZEEK_CASES.items():
-        events, _ = sensor_events(TRACES / capture)
+        events, _ = sensor_events(TRACES / capture, DISSECTOR)
         ours: dict[Key, list[tuple[str, ...]]] = {}
         names: dict[Key, list[tuple[str, str]]] = {}
         for e in events:
@@ -526,7 +498,7 @@ def test_discovery_log_matches_zeek() -> None:
 
 def test_device_control_log_matches_zeek() -> None:
     """DeviceCommunicationControl and ReinitializeDevice: duration, state, password presence, result."""
-    events, _ = sensor_events(TRACES / "bacnet_services.pcap")
+    events, _ = sensor_events(TRACES / "bacnet_services.pcap", DISSECTOR)
     ours = []
     for e in events:
         if e.get("bacnet.service") not in ("device_communication_control", "reinitialize_device"):
@@ -584,7 +556,7 @@ def test_no_other_shared_capture_is_taken_for_bacnet() -> None:
                     and p not in SHARED)
     assert len(others) > 100
     for capture in others:
-        events, stats = sensor_events(capture)
+        events, stats = sensor_events(capture, DISSECTOR)
         assert events == [] and not stats["protocols"]["bacnet"]["flows"], capture
 
 
@@ -615,7 +587,7 @@ def polling(n: int) -> list[tuple[bool, bytes]]:
 
 
 def test_session_throughput() -> None:
-    """Datagrams/s of one session (the floor absorbs slow CI; see the report for figures)."""
+    """Datagrams/s of one session , printed: a figure, not a floor."""
     stream = polling(20_000)
     best = 0.0
     for _ in range(3):

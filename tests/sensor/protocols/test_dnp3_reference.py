@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import struct
@@ -25,19 +24,15 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
-from sensor.capture import CaptureError
-from sensor.capture.pcapfile import open_capture
 from sensor.differential import KnownDifference, compare_captures, load_known
-from sensor.pipeline import Sensor
 from sensor.protocols.dnp3 import DISSECTOR, Dnp3Session
-from sensor.settings import SensorSettings
-from tests.sensor.protocols.crafting import tcp_records, write_pcap
+from tests.sensor.protocols import test_dnp3 as T  # its crafting helpers and tables
+from tests.sensor.protocols.crafting import sensor_events, tcp_records, write_pcap
 
 REPO = Path(__file__).resolve().parents[3]
 PCAPS = REPO.parent / "shared" / "pcaps"
@@ -49,17 +44,6 @@ SHARED = sorted([*PCAPS.glob("iti/pcaps/dnp3/*.pcap"), *PCAPS.glob("iti/pcaps/br
                  *PCAPS.glob("iti/pcaps/openics/DNP3*.pcap"), EXAMPLE, *SURICATA.glob("*/*.pcap")])
 PORT = 20000  # the server side of the crafted connections
 
-
-def _sibling(name: str) -> ModuleType:
-    """The crafting helpers and tables of test_dnp3.py (tests are not a package here)."""
-    spec = importlib.util.spec_from_file_location(f"_dnp3_{name}", Path(__file__).with_name(f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-T = _sibling("test_dnp3")
 
 def crafted_segments() -> list[tuple[bool, bytes]]:
     """Every object layout (by range and by index prefix), every function with its typical body,
@@ -89,18 +73,6 @@ def crafted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_pcap(tmp_path_factory.mktemp("dnp3") / "every_object.pcap", tcp_records(crafted_segments(), PORT))
 
 
-def sensor_events(capture: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    sensor = Sensor(SensorSettings(sensor_id="test"), sink=events.append, dissectors=[DISSECTOR])
-    with open_capture(capture) as source:
-        try:
-            sensor.run(source)
-        except CaptureError:
-            pass  # a truncated capture: what was readable counts
-    sensor.finish()
-    return [e for e in events if e.get("event.dataset") == "icsmon.dnp3"], sensor.stats_dict()
-
-
 # -- differential: key fields -----------------------------------------------------------------------
 
 
@@ -121,7 +93,7 @@ def test_key_fields_agree_with_wireshark_on_the_shared_captures() -> None:
 def test_key_fields_agree_with_wireshark_on_every_object_and_function(crafted: Path) -> None:
     """Every key field of the crafted capture agrees, once the objects Wireshark 4.0 does not decode
     are set aside (the frames that carry them are listed; Wireshark stops the fragment there)."""
-    events, _ = sensor_events(crafted)
+    events, _ = sensor_events(crafted, DISSECTOR)
     undecoded = {e["icsmon.packet"] for e in events for h in e.get("dnp3.objects", ())
                  if (h["group"], h["variation"]) in UNDECODED}
     # the multi-segment response of the conversation travels in one TCP segment: Wireshark lists both frames
@@ -245,7 +217,7 @@ def ours(events: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 def deep_compare(capture: Path, skip: frozenset[int] = frozenset()) -> Counter[str]:
     """Per frame and aspect, icsmon's multiset against tshark's; raises on the first difference."""
-    events, _ = sensor_events(capture)
+    events, _ = sensor_events(capture, DISSECTOR)
     odd = {e["destination.port"] for e in events} - {20000}
     columns = tshark_columns(capture, tuple(f"tcp.port=={p},dnp3" for p in odd))
     by_frame: dict[int, list[dict[str, Any]]] = {}
@@ -292,7 +264,7 @@ def test_every_object_layout_agrees_with_wireshark(crafted: Path) -> None:
 
 
 def test_crafted_capture_events(crafted: Path) -> None:
-    events, stats = sensor_events(crafted)
+    events, stats = sensor_events(crafted, DISSECTOR)
     counters = stats["protocols"]["dnp3"]
     assert counters["bugs"] == 0 and counters["violations"] == 0
     anomalies = Counter(a for e in events for a in e.get("dnp3.anomaly", ()))
@@ -336,7 +308,7 @@ def per_flow(items: list[tuple[Flow, tuple[str, ...]]]) -> dict[Flow, list[tuple
 
 @pytest.fixture(scope="module")
 def example_events() -> list[dict[str, Any]]:
-    return sensor_events(EXAMPLE)[0]
+    return sensor_events(EXAMPLE, DISSECTOR)[0]
 
 
 def test_dnp3_log_matches_zeek(example_events: list[dict[str, Any]]) -> None:
@@ -476,7 +448,7 @@ def test_suricata_expected_records() -> None:
     for test in sorted(SURICATA.glob("*/test.yaml")):
         spec = yaml.safe_load(test.read_text())
         capture = test.parent / (spec.get("pcap") or next(p.name for p in test.parent.glob("*.pcap")))
-        events, _ = sensor_events(capture)
+        events, _ = sensor_events(capture, DISSECTOR)
         for check in spec.get("checks", ()):
             match = (check.get("filter") or {}).get("match", {})
             if match.get("event_type") != "dnp3":
@@ -506,12 +478,12 @@ def test_suricata_expected_records() -> None:
 
 def test_suricata_decoder_events_have_counterparts() -> None:
     """Suricata's flood and too-long-reassembly decoder events are icsmon anomalies on the same captures."""
-    flood, _ = sensor_events(SURICATA / "dnp3-flood" / "input.pcap")
+    flood, _ = sensor_events(SURICATA / "dnp3-flood" / "input.pcap", DISSECTOR)
     assert [a for e in flood for a in e.get("dnp3.anomaly", ())] == ["request-flood"]
     for which in ("request", "response"):
-        events, _ = sensor_events(SURICATA / f"dnp3-too-long-reassembly-{which}" / "input.pcap")
+        events, _ = sensor_events(SURICATA / f"dnp3-too-long-reassembly-{which}" / "input.pcap", DISSECTOR)
         assert [e["dnp3.anomaly"] for e in events] == [["fragment-too-long"]]
-    points, stats = sensor_events(SURICATA / "dnp3-max-points" / "test.pcap")
+    points, stats = sensor_events(SURICATA / "dnp3-max-points" / "test.pcap", DISSECTOR)
     assert points[0]["dnp3.points"] == 65535 and "object-data-truncated" in points[0]["dnp3.anomaly"]
 
 
@@ -548,7 +520,7 @@ def test_no_other_shared_capture_is_taken_for_dnp3() -> None:
                     and p not in SHARED)
     assert len(others) > 100
     for capture in others:
-        events, stats = sensor_events(capture)
+        events, stats = sensor_events(capture, DISSECTOR)
         assert events == [] and not stats["protocols"]["dnp3"]["flows"], capture
 
 
@@ -610,7 +582,7 @@ def test_pipeline_throughput(tmp_path: Path) -> None:
     best = 0.0
     for _ in range(2):
         started = time.perf_counter()
-        events, stats = sensor_events(capture)
+        events, stats = sensor_events(capture, DISSECTOR)
         best = max(best, len(records) / (time.perf_counter() - started))
     print(f"\npipeline: {best:,.0f} packets/s on {len(records):,} packets, {len(events):,} dnp3 events")
     assert stats["protocols"]["dnp3"]["bugs"] == 0 and stats["protocols"]["dnp3"]["flows"] == 40

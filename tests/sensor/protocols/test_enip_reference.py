@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import struct
 import subprocess
@@ -25,19 +24,15 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from sensor.capture import CaptureError
-from sensor.capture.pcapfile import open_capture
 from sensor.differential import KnownDifference, compare_captures, load_known
-from sensor.pipeline import Sensor
 from sensor.protocols.enip import DISSECTOR, EnipSession
-from sensor.settings import SensorSettings
 from sensor.volume import is_routine
-from tests.sensor.protocols.crafting import tcp_records, udp_frame, write_pcap
+from tests.sensor.protocols import test_enip as T  # its crafting helpers and tables
+from tests.sensor.protocols.crafting import sensor_events, tcp_records, udp_frame, write_pcap
 
 REPO = Path(__file__).resolve().parents[3]
 PCAPS = REPO.parent / "shared" / "pcaps"
@@ -49,30 +44,6 @@ SURICATA_TEST1 = PCAPS / "suricata-verify/tests/enip-alert/enip_test1.pcap"
 SHARED = sorted([*(ZEEK / "traces").iterdir(), CIP_ONLY, *(PCAPS / "iti/pcaps/EthernetIP").glob("*.pcap"),
                  SURICATA_TEST1, PCAPS / "suricata-verify/tests/enip-keywords/enip_cip_example.pcap"])
 PORT = 44818  # the server side of the crafted connections
-
-
-def _sibling(name: str) -> ModuleType:
-    """The message builders of test_enip.py (tests are not a package here)."""
-    spec = importlib.util.spec_from_file_location(f"_enip_{name}", Path(__file__).with_name(f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-T = _sibling("test_enip")
-
-
-def sensor_events(capture: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    sensor = Sensor(SensorSettings(sensor_id="test"), sink=events.append, dissectors=[DISSECTOR])
-    with open_capture(capture) as source:
-        try:
-            sensor.run(source)
-        except CaptureError:
-            pass
-    sensor.finish()
-    return [e for e in events if e.get("event.dataset") == "icsmon.enip"], sensor.stats_dict()
 
 
 def outer(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -157,7 +128,7 @@ def crafted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_key_fields_agree_with_wireshark_on_every_family(crafted: Path) -> None:
-    events, _ = sensor_events(crafted)
+    events, _ = sensor_events(crafted, DISSECTOR)
 
     def frames(match: Any) -> set[int]:
         return {e["icsmon.packet"] for e in events if match(e)}
@@ -194,7 +165,7 @@ def test_key_fields_agree_with_wireshark_on_every_family(crafted: Path) -> None:
 
 
 def test_crafted_capture_events(crafted: Path) -> None:
-    events, stats = sensor_events(crafted)
+    events, stats = sensor_events(crafted, DISSECTOR)
     counters = stats["protocols"]["enip"]
     assert counters["bugs"] == 0 and counters["violations"] == 0 and counters["flows"] == 4
     assert not any("enip.anomaly" in e for e in events)
@@ -249,7 +220,7 @@ def _sent_by_client(e: dict[str, Any]) -> bool:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_enip_log_matches_zeek(case: str) -> None:
     """Every enip.log record is one of our messages, in order per direction, with the same header."""
-    events, _ = sensor_events(CASES[case])
+    events, _ = sensor_events(CASES[case], DISSECTOR)
     ours = {True: [], False: []}  # type: dict[bool, list[tuple[Any, ...]]]
     for e in outer(events):
         ours[_sent_by_client(e)].append((e["enip.command"], e["enip.length"], e["enip.session_handle"],
@@ -267,7 +238,7 @@ def test_enip_log_matches_zeek(case: str) -> None:
 def test_cip_log_matches_zeek(case: str) -> None:
     """cip.log: one record per CIP service, embedded ones included, in order per direction: direction,
     service, status (replies), class and instance (requests: Zeek leaves them out of replies)."""
-    events, _ = sensor_events(CASES[case])
+    events, _ = sensor_events(CASES[case], DISSECTOR)
 
     def hexa(value: int | None, width: int = 2) -> str:
         return "-" if value is None else f"0x{value:0{width}x}"
@@ -291,7 +262,7 @@ def test_cip_log_matches_zeek(case: str) -> None:
 
 
 def test_cip_identity_log_matches_zeek() -> None:
-    events, _ = sensor_events(EXAMPLE)
+    events, _ = sensor_events(EXAMPLE, DISSECTOR)
     [row] = zeek_log("analyzer.basic", "cip_identity.log", IDENTITY_LOG)
     [e] = [e for e in events if "enip.identity.vendor_id" in e]
     assert (e["enip.identity.encapsulation_version"], e["enip.identity.socket_address"],
@@ -309,7 +280,7 @@ def test_cip_identity_log_matches_zeek() -> None:
 def test_cip_io_log_matches_zeek() -> None:
     """Zeek writes one cip_io.log record per I/O packet; icsmon counts them per connection: the same
     packets, sequence numbers and data sizes, in one summary per connection."""
-    events, _ = sensor_events(EXAMPLE)
+    events, _ = sensor_events(EXAMPLE, DISSECTOR)
     summaries = {e["enip.connection_id"]: e for e in events if e["event.action"] == "cyclic_io"}
     rows: dict[int, list[dict[str, str]]] = {}
     for row in zeek_log("analyzer.basic", "cip_io.log", IO_LOG):
@@ -332,7 +303,7 @@ def test_cip_io_log_matches_zeek() -> None:
 
 def test_suricata_identity_and_alert_counts() -> None:
     """enip-log-identity and enip-alert on enip_test1.pcap: the ListIdentity exchange and its identity."""
-    events, stats = sensor_events(SURICATA_TEST1)
+    events, stats = sensor_events(SURICATA_TEST1, DISSECTOR)
     assert [e["enip.command"] for e in outer(events)] == [99, 99]  # enip_command:99 alerts twice
     [reply] = [e for e in events if e["ics.role"] == "response"]
     assert (reply["ics.status"], reply["enip.identity.revision"], reply["enip.identity.product_name"],
@@ -342,7 +313,7 @@ def test_suricata_identity_and_alert_counts() -> None:
 
 def test_suricata_keyword_and_frame_counts() -> None:
     """enip-keywords, enip-keywords-suricata8 and enip-frames on enip_cip_example.pcap."""
-    events, _ = sensor_events(EXAMPLE)
+    events, _ = sensor_events(EXAMPLE, DISSECTOR)
     messages = outer(events)
     cip = [e for e in events if "cip.service_code" in e]
     assert sum(e["cip.service_code"] == 0x0A and "cip.embedded" not in e for e in cip) == 81  # cip_service: 10
@@ -396,7 +367,7 @@ def test_no_other_shared_capture_is_taken_for_enip() -> None:
                     and p.resolve() not in mine)
     assert len(others) > 100
     for capture in others:
-        events, stats = sensor_events(capture)
+        events, stats = sensor_events(capture, DISSECTOR)
         assert events == [] and not stats["protocols"]["enip"]["flows"], capture
 
 
@@ -445,7 +416,7 @@ def test_session_throughput() -> None:
 def test_pipeline_throughput(tmp_path: Path) -> None:
     """Packets/s of the whole pipeline: the shared CIP capture, and a crafted one of many sessions."""
     started = time.process_time()
-    events, stats = sensor_events(CIP_ONLY)
+    events, stats = sensor_events(CIP_ONLY, DISSECTOR)
     shared = stats["packets"] / max(time.process_time() - started, 1e-9)
     records: list[tuple[float, bytes]] = []
     for client in range(40):
@@ -455,7 +426,7 @@ def test_pipeline_throughput(tmp_path: Path) -> None:
     best = 0.0
     for _ in range(2):
         started = time.process_time()
-        crafted_events, crafted_stats = sensor_events(capture)
+        crafted_events, crafted_stats = sensor_events(capture, DISSECTOR)
         best = max(best, len(records) / max(time.process_time() - started, 1e-9))
     print(f"\npipeline: {shared:,.0f} packets/s on cip_only.pcap ({len(events):,} events), {best:,.0f} packets/s on"
           f" {len(records):,} crafted packets ({len(crafted_events):,} events)")

@@ -14,7 +14,6 @@ There are no ICSNPP or Suricata references for IEC 104 in the shared set.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import struct
@@ -24,18 +23,14 @@ import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from sensor.capture import CaptureError
-from sensor.capture.pcapfile import open_capture
 from sensor.differential import KnownDifference, compare_captures
-from sensor.pipeline import Sensor
 from sensor.protocols.iec104 import DISSECTOR, Iec104Session
-from sensor.settings import SensorSettings
-from tests.sensor.protocols.crafting import tcp_records, write_pcap
+from tests.sensor.protocols import test_iec104 as T  # its crafting helpers and tables
+from tests.sensor.protocols.crafting import sensor_events, tcp_records, write_pcap
 
 REPO = Path(__file__).resolve().parents[3]
 PCAPS = REPO.parent / "shared" / "pcaps"
@@ -43,17 +38,6 @@ SHARED = [PCAPS / "iti/pcaps/IEC60870-5-104/JavaRMI_and_IEC_Misc.pcap",
           PCAPS / "iti/pcaps/IEC60870-5-104/TestDissectIec104.pcap"]
 PORT = 2404  # the server side of the crafted connections
 
-
-def _sibling(name: str) -> ModuleType:
-    """The crafting helpers and the type table of test_iec104.py (tests are not a package here)."""
-    spec = importlib.util.spec_from_file_location(f"_iec104_{name}", Path(__file__).with_name(f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-T = _sibling("test_iec104")
 
 # -- the crafted capture ----------------------------------------------------------------------------
 
@@ -106,18 +90,6 @@ def crafted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # -- running the sensor -----------------------------------------------------------------------------
 
 
-def sensor_events(capture: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    sensor = Sensor(SensorSettings(sensor_id="test"), sink=events.append, dissectors=[DISSECTOR])
-    with open_capture(capture) as source:
-        try:
-            sensor.run(source)
-        except CaptureError:
-            pass  # a truncated capture: what was readable counts
-    sensor.finish()
-    return [e for e in events if e.get("event.dataset") == "icsmon.iec104"], sensor.stats_dict()
-
-
 # -- differential: key fields -----------------------------------------------------------------------
 
 
@@ -136,7 +108,7 @@ UNDECODED_BY_WIRESHARK = {17, 18, 19, 20, 38, 39, 40, 102, 104, 106, 107, 113, *
 
 
 def test_key_fields_agree_with_wireshark_on_every_type(crafted: Path) -> None:
-    events, _ = sensor_events(crafted)
+    events, _ = sensor_events(crafted, DISSECTOR)
     undecoded = {e["icsmon.packet"] for e in events if e.get("iec104.type_id") in UNDECODED_BY_WIRESHARK
                  and e["iec104.object_count"] > 1}
     known = [KnownDifference("*", "iec104", str(frame), "iec104.ioa", "Wireshark 4.0 lists only the first IOA of"
@@ -197,7 +169,7 @@ def _wireshark_time(text: str) -> str:
 
 
 def test_values_times_and_qualifiers_agree_with_wireshark(crafted: Path) -> None:
-    events, _ = sensor_events(crafted)
+    events, _ = sensor_events(crafted, DISSECTOR)
     fields = VALUE_FIELDS + SELECT_FIELDS + QUALIFIER_FIELDS + FLAG_FIELDS + TIME_FIELDS
     theirs = tshark_columns(crafted, fields)
     by_frame: dict[int, list[dict[str, Any]]] = {}
@@ -231,7 +203,7 @@ def test_values_times_and_qualifiers_agree_with_wireshark(crafted: Path) -> None
 
 
 def test_crafted_capture_events(crafted: Path) -> None:
-    events, stats = sensor_events(crafted)
+    events, stats = sensor_events(crafted, DISSECTOR)
     counters = stats["protocols"]["iec104"]
     assert counters["bugs"] == 0 and counters["violations"] == 0
     anomalies = [(e["event.action"], e.get("iec104.anomaly")) for e in events if "iec104.anomaly" in e]
@@ -289,7 +261,7 @@ def test_no_other_shared_capture_is_taken_for_iec104() -> None:
                     and "IEC60870-5-104" not in p.parts)
     assert len(others) > 100
     for capture in others:
-        events, stats = sensor_events(capture)
+        events, stats = sensor_events(capture, DISSECTOR)
         assert events == [] and not stats["protocols"]["iec104"]["flows"], capture
 
 
@@ -318,7 +290,7 @@ def polling_stream(apdus: int) -> list[tuple[bool, bytes]]:
 
 
 def test_session_throughput() -> None:
-    """APDUs/s of one session fed one APDU at a time (the floor absorbs slow CI; see the report for figures)."""
+    """APDUs/s of one session fed one APDU at a time , printed: a figure, not a floor."""
     stream = polling_stream(20_000)
     best = 0.0
     for _ in range(3):
@@ -342,7 +314,7 @@ def test_pipeline_throughput(tmp_path: Path) -> None:
     best = 0.0
     for _ in range(2):
         started = time.perf_counter()
-        events, stats = sensor_events(capture)
+        events, stats = sensor_events(capture, DISSECTOR)
         best = max(best, len(records) / (time.perf_counter() - started))
     print(f"\npipeline: {best:,.0f} packets/s on {len(records):,} packets, {len(events):,} iec104 events")
     assert stats["protocols"]["iec104"]["bugs"] == 0 and stats["protocols"]["iec104"]["flows"] == 40

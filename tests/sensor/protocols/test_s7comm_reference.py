@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import struct
@@ -25,7 +24,6 @@ import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -33,12 +31,10 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
-from sensor.capture import CaptureError
-from sensor.capture.pcapfile import open_capture
 from sensor.differential import compare_captures, load_known
-from sensor.pipeline import Sensor
 from sensor.protocols.s7comm import DISSECTOR, S7commSession
-from sensor.settings import SensorSettings
+from tests.sensor.protocols import test_s7comm as U  # its crafting helpers and tables
+from tests.sensor.protocols.crafting import sensor_events
 
 REPO = Path(__file__).resolve().parents[3]
 PCAPS = REPO.parent / "shared" / "pcaps"
@@ -49,30 +45,6 @@ SHARED = sorted([*(ICSNPP / "traces").glob("*.pcap"), *S7_DIR.glob("*.pcap*"), S
 # (iti/pcaps/s7/S7Comm/wrapup.pcapng, in the same folder, holds C37.118 synchrophasor traffic only.)
 # Captures filtered down to their S7 frames: every segment follows a TCP hole (see differential_known.tsv).
 WITH_HOLES = {S7_DIR / "step7_s300_download.pcapng", S7_DIR / "step7_s300_AuthPassword.pcapng"}
-
-
-def _sibling(name: str) -> ModuleType:
-    """The message builders of test_s7comm.py (tests are not a package here)."""
-    spec = importlib.util.spec_from_file_location(f"_s7comm_{name}", Path(__file__).with_name(f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-U = _sibling("test_s7comm")
-
-
-def sensor_events(capture: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    sensor = Sensor(SensorSettings(sensor_id="test"), sink=events.append, dissectors=[DISSECTOR])
-    with open_capture(capture) as source:
-        try:
-            sensor.run(source)
-        except CaptureError:
-            pass  # a truncated capture: what was readable counts
-    sensor.finish()
-    return [e for e in events if e.get("event.dataset") == "icsmon.s7comm"], sensor.stats_dict()
 
 
 def tshark_columns(capture: Path, fields: list[str], display: str = "s7comm") -> dict[int, dict[str, list[str]]]:
@@ -119,7 +91,7 @@ def test_captures_with_tcp_holes_differ_only_by_frame() -> None:
     report = compare_captures(sorted(WITH_HOLES), dissectors=[DISSECTOR], known=load_known(KNOWN), root=PCAPS)
     assert report.differences and report.unexplained == []
     for capture in sorted(WITH_HOLES):
-        events, _ = sensor_events(capture)
+        events, _ = sensor_events(capture, DISSECTOR)
         theirs = tshark_columns(capture, ["s7comm.header.pduref", "s7comm.header.rosctr"])
         ours = [(e["s7comm.pdu_ref"], e["s7comm.rosctr"]) for e in events]
         assert sorted(ours) == sorted((int(c["s7comm.header.pduref"][0]), int(c["s7comm.header.rosctr"][0]))
@@ -156,7 +128,7 @@ def expected_values(requests: dict[tuple[int, int], dict[str, Any]], frame: dict
                                   "icsnpp-s7comm/tests/traces/s7comm_plus.pcap"])
 def test_values_agree_with_wireshark(name: str) -> None:
     capture = PCAPS / name
-    events, _ = sensor_events(capture)
+    events, _ = sensor_events(capture, DISSECTOR)
     theirs = tshark_columns(capture, ["s7comm.resp.data", "s7comm.data.returncode"],
                             "s7comm.param.func == 0x04 || s7comm.param.func == 0x05")
     requests = {(e["s7comm.pdu_ref"], e["s7comm.rosctr"]): e for e in events if e.get("s7comm.rosctr") == 1}
@@ -185,7 +157,7 @@ MODES = {"stop": 4, "run": 8, "unknown": 0}
                                   "iti/pcaps/s7/s7comm_program_blocklist_onlineview.pcap"])
 def test_identity_clock_mode_and_blocks_agree_with_wireshark(name: str) -> None:
     capture = PCAPS / name
-    events, _ = sensor_events(capture)
+    events, _ = sensor_events(capture, DISSECTOR)
     fields = ["s7comm.szl.xy11.0001.anz", *IDENTITY_FIELDS, "s7comm.data.ts", "s7comm.szl.0424.0000.bzu_id.req",
               "s7comm.blockinfo.blocktype", "s7comm.blockinfo.block_count"]
     theirs = tshark_columns(capture, fields)
@@ -306,7 +278,7 @@ def crafted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_crafted_capture_events(crafted: Path) -> None:
-    events, stats = sensor_events(crafted)
+    events, stats = sensor_events(crafted, DISSECTOR)
     counters = stats["protocols"]["s7comm"]
     assert counters["bugs"] == 0 and counters["violations"] == 0 and counters["sessions"]["anomalies"] == 0
     actions = Counter(e["event.action"] for e in events)
@@ -361,7 +333,7 @@ def test_s7comm_log_rows_match_in_order(name: str) -> None:
     """Every s7comm.log row is one of our S7comm events, in order. Ours that Zeek does not log: ROSCTR 2
     acks (an error answer without data) and the fragmented part of a userdata answer (a fragment with
     more to follow and the follow-up request that asks for the rest)."""
-    events, _ = sensor_events(ICSNPP / "traces" / f"{name}.pcap")
+    events, _ = sensor_events(ICSNPP / "traces" / f"{name}.pcap", DISSECTOR)
     ours = [e for e in events if e.get("s7comm.protocol") == "s7comm"]
     rows = zeek_log(name, "s7comm.log")
 
@@ -399,7 +371,7 @@ def test_s7comm_log_rows_match_in_order(name: str) -> None:
 def test_read_szl_log() -> None:
     """s7comm_read_szl.log: the SZL id, index and data return code of every request and answer; Zeek skips
     the answer reassembled from two fragments (SZL 0x001C), icsmon reports it with the last fragment."""
-    events, _ = sensor_events(ICSNPP / "traces" / "snap7.pcap")
+    events, _ = sensor_events(ICSNPP / "traces" / "snap7.pcap", DISSECTOR)
     ours = [(is_orig(e), swapped(e["s7comm.pdu_ref"]), "Request" if e["ics.role"] == "request" else "Response",
              e["s7comm.szl.id"], e["s7comm.szl.index"], e["s7comm.data.return_code"][0])
             for e in events if e["event.action"] == "read_szl" and "s7comm.szl.id" in e]
@@ -414,7 +386,7 @@ BLOCK_NAMES = {"System Data Block": "SDB", "Organization Block": "OB", "Data Blo
 
 
 def test_upload_download_log() -> None:
-    events, _ = sensor_events(ICSNPP / "traces" / "snap7.pcap")
+    events, _ = sensor_events(ICSNPP / "traces" / "snap7.pcap", DISSECTOR)
     ours = [e for e in events
             if e["event.action"] in ("start_upload", "upload", "end_upload") and e["s7comm.rosctr"] != 2]
     rows = zeek_log("snap7", "s7comm_upload_download.log")
@@ -434,7 +406,7 @@ def test_upload_download_log() -> None:
 
 
 def test_known_devices_log() -> None:
-    events, _ = sensor_events(ICSNPP / "traces" / "s7ident.pcap")
+    events, _ = sensor_events(ICSNPP / "traces" / "s7ident.pcap", DISSECTOR)
     [row] = zeek_log("s7ident", "s7comm_known_devices.log")
     [identity] = [e for e in events if "s7comm.identity.module_name" in e]
     assert identity["s7comm.identity.automation_system_name"] == row["automation_system_name"] == "SNAP7-SERVER"
@@ -446,7 +418,7 @@ def test_known_devices_log() -> None:
 
 def test_s7comm_plus_log() -> None:
     """Every S7comm-plus message: direction, protocol version, opcode and function, all 121 in order."""
-    events, _ = sensor_events(ICSNPP / "traces" / "s7comm_plus.pcap")
+    events, _ = sensor_events(ICSNPP / "traces" / "s7comm_plus.pcap", DISSECTOR)
     ours = [(is_orig(e), e["s7comm.plus.version"], e["s7comm.plus.opcode"], e.get("s7comm.plus.function_code"))
             for e in events if e.get("s7comm.protocol") == "s7comm-plus"]
     theirs = [(r["is_orig"] == "T", int(r["version"]), int(r["opcode"], 16),
@@ -461,7 +433,7 @@ def test_s7comm_plus_log() -> None:
 def test_cotp_log(name: str) -> None:
     """cotp.log: the connection request/confirm of each flow, and one DT row per S7 message (none of these
     captures fragments a message over several DT TPDUs)."""
-    events, _ = sensor_events(ICSNPP / "traces" / f"{name}.pcap")
+    events, _ = sensor_events(ICSNPP / "traces" / f"{name}.pcap", DISSECTOR)
     rows = zeek_log(name, "cotp.log")
     theirs = Counter((int(r["id.orig_p"]), r["is_orig"] == "T", int(r["pdu_code"], 16)) for r in rows)
     ours = Counter((e["source.port"], is_orig(e), e["s7comm.cotp.pdu_type"] if e["s7comm.protocol"] == "cotp" else 0xF)
@@ -499,11 +471,11 @@ def test_no_other_shared_capture_is_taken_for_s7comm() -> None:
                     and p not in SHARED and p not in s7_elsewhere)
     assert len(others) > 150 and any("IEC61850" in str(p) for p in others)
     for capture in others:
-        events, stats = sensor_events(capture)
+        events, stats = sensor_events(capture, DISSECTOR)
         assert events == [] and not stats["protocols"]["s7comm"]["flows"], capture
-    plus, stats = sensor_events(PCAPS / "iti/pcaps/bro/modbus/modbusBig.pcap")
+    plus, stats = sensor_events(PCAPS / "iti/pcaps/bro/modbus/modbusBig.pcap", DISSECTOR)
     assert {e["s7comm.protocol"] for e in plus} == {"s7comm-plus"} and stats["protocols"]["s7comm"]["bugs"] == 0
-    failed, _ = sensor_events(PCAPS / "iti/pcaps/profinet/Profinet_Failed.pcap")
+    failed, _ = sensor_events(PCAPS / "iti/pcaps/profinet/Profinet_Failed.pcap", DISSECTOR)
     assert [e["event.action"] for e in failed] == ["cotp_connection_request", "cotp_connection_confirm",
                                                    "cotp_connection_request"]
     assert failed[0]["ics.unit"] == "0/2" and failed[0]["s7comm.connection_type"] == "op"
@@ -511,7 +483,7 @@ def test_no_other_shared_capture_is_taken_for_s7comm() -> None:
 
 def test_every_shared_s7_capture_without_bugs() -> None:
     for capture in SHARED:
-        events, stats = sensor_events(capture)
+        events, stats = sensor_events(capture, DISSECTOR)
         counters = stats["protocols"]["s7comm"]
         assert counters["bugs"] == 0 and counters["violations"] == 0 and events, capture
         assert all(e["ics.operation"] in DISSECTOR.operations.values() for e in events)
@@ -577,7 +549,7 @@ def test_pipeline_throughput(tmp_path: Path) -> None:
     best = 0.0
     for _ in range(2):
         started = time.process_time()
-        events, stats = sensor_events(capture)
+        events, stats = sensor_events(capture, DISSECTOR)
         best = max(best, len(records) / (time.process_time() - started))
     print(f"\npipeline: {best:,.0f} packets/s on {len(records):,} packets, {len(events):,} s7comm events")
     assert stats["protocols"]["s7comm"]["bugs"] == 0 and stats["protocols"]["s7comm"]["flows"] == 20
