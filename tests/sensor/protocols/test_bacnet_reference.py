@@ -587,7 +587,7 @@ def polling(n: int) -> list[tuple[bool, bytes]]:
 
 
 def test_session_throughput() -> None:
-    """Datagrams/s of one session , printed: a figure, not a floor."""
+    """Datagrams/s of one session, printed: a figure, not a floor."""
     stream = polling(20_000)
     best = 0.0
     for _ in range(3):

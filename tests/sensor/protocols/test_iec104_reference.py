@@ -290,7 +290,7 @@ def polling_stream(apdus: int) -> list[tuple[bool, bytes]]:
 
 
 def test_session_throughput() -> None:
-    """APDUs/s of one session fed one APDU at a time , printed: a figure, not a floor."""
+    """APDUs/s of one session fed one APDU at a time, printed: a figure, not a floor."""
     stream = polling_stream(20_000)
     best = 0.0
     for _ in range(3):
