@@ -411,11 +411,14 @@ print(time.perf_counter() - started, usage.ru_maxrss, os.waitstatus_to_exitcode(
 """
 
 
-def _measure(argv: list[str], what: str, workdir: Path) -> _Run:
-    """Run one tool to completion through the launcher: wall time and the tool's own peak RSS."""
+def _measure(argv: list[str], what: str, workdir: Path, env: dict[str, str] | None = None) -> _Run:
+    """Run one tool to completion through the launcher: wall time and the tool's own peak RSS.
+
+    ``env`` adds variables to the tool's environment."""
     errors = workdir / "bench-stderr.txt"
     launcher = subprocess.run([sys.executable, "-I", "-S", "-c", _LAUNCHER, str(errors), *argv],
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              env={**os.environ, **env} if env else None)
     fields = launcher.stdout.split()
     if launcher.returncode != 0 or len(fields) < 2:
         raise BenchError(f"{what}: the measuring launcher failed: {launcher.stderr.strip() or 'no output'}")
@@ -433,26 +436,18 @@ def _icsmon_row(capture: Path, work: Path, what: str, *options: str) -> BenchRow
     stats = work / "bench-stats.json"
     argv = [sys.executable, "-m", "api.cli", "read", str(capture), *options, "--stats", str(stats),
             "--no-progress", "-q"]  # this interpreter: the benchmark measures this installation
-    # Detection runs get their own store, spool and the demo plant's placeholders (every rule loads).
-    env = {"ICSMON_ANALYZER__SQLITE__PATH": str(work / "bench-store.db"),
-           "ICSMON_ANALYZER__DELIVERY__SPOOL_DIR": str(work / "bench-spool"),
-           "ICSMON_ANALYZER__DELIVERY__DEAD_LETTER": str(work / "bench-dead-letter.jsonl"),
+    # Detection runs keep their store, spool and dead letters in the work folder (removed after the run)
+    # and use the demo plant's placeholders, so every rule of the pack loads.
+    own = work / "bench-analyzer"
+    env = {"ICSMON_ANALYZER__SQLITE__PATH": str(own / "store.db"),
+           "ICSMON_ANALYZER__DELIVERY__SPOOL_DIR": str(own / "spool"),
+           "ICSMON_ANALYZER__DELIVERY__DEAD_LETTER": str(own / "dead-letter.jsonl"),
            "ICSMON_ANALYZER__RULES__PLACEHOLDERS": str(Path(__file__).resolve().parents[1] / "deploy"
                                                        / "placeholders.yml")}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
-        run = _measure(argv, f"icsmon read {' '.join(options)}".rstrip(), work)
+        run = _measure(argv, f"icsmon read {' '.join(options)}".rstrip(), work, env)
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        for leftover in (work / "bench-store.db", work / "bench-store.db-wal", work / "bench-store.db-shm",
-                         work / "bench-dead-letter.jsonl"):
-            leftover.unlink(missing_ok=True)
-        shutil.rmtree(work / "bench-spool", ignore_errors=True)
+        shutil.rmtree(own, ignore_errors=True)
     try:
         data = json.loads(stats.read_text())
         packets, rate = int(data["packets"]), float(data["packets_per_second"])
