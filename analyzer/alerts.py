@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sensor.events import iso_time
+from sensor.events import iso_time, with_iso_times
 from sensor.schema import Field
 
 __all__ = ["ALERT_FIELDS", "Alert", "AlertAggregator", "Detection", "SEVERITIES", "TriageNote", "markdown_reference"]
@@ -153,8 +153,7 @@ def alert_id(detector_id: str, key: tuple[Any, ...], first_seen: float) -> str:
 def _evidence(event: Mapping[str, Any]) -> dict[str, Any]:
     import orjson
 
-    out = {k: (iso_time(v) if k in ("@timestamp", "event.start", "event.end") and isinstance(v, float) else v)
-           for k, v in event.items()}
+    out = dict(with_iso_times(event))  # type: ignore[arg-type]
     if len(orjson.dumps(out, default=str)) > MAX_EVIDENCE_BYTES:
         keep = ("@timestamp", "event.dataset", "event.action", "icsmon.packet", *EVENT_KEY_FIELDS)
         out = {k: out[k] for k in keep if k in out}

@@ -38,7 +38,7 @@ import orjson
 
 from analyzer.alerts import Alert, AlertAggregator, Detection
 from analyzer.stores import Document
-from sensor.events import TIME_FIELDS, iso_time
+from sensor.events import with_iso_times
 
 __all__ = ["OPERATION_ALERTS", "AlertWriter", "Analyzer", "Detector", "OperationDetector", "RuleDetector",
            "alert_document", "event_document", "rule_detector"]
@@ -141,11 +141,9 @@ def event_document(event: Mapping[str, Any], ordinal: int = 0) -> Document:
     summaries) hash their whole content but ``event.sequence``. Replaying the same capture gives the
     same ids.
     """
-    body = dict(event)
-    for name in TIME_FIELDS:
-        value = body.get(name)
-        if value.__class__ is float or value.__class__ is int:
-            body[name] = iso_time(value)
+    body = with_iso_times(event)  # type: ignore[arg-type]
+    if body is event:
+        body = dict(event)  # the document keeps its own copy
     packet = event.get("icsmon.packet")
     ts = event.get("@timestamp")
     if packet is not None and (ts.__class__ is float or ts.__class__ is int):

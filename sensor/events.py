@@ -21,7 +21,7 @@ from sensor.decode import split_key
 from sensor.flows import Flow
 from sensor.schema import DATASET_CONN, DATASET_DECODE_ERROR
 
-__all__ = ["EventWriter", "flow_base", "conn_start", "conn_end", "decode_error", "iso_time"]
+__all__ = ["EventWriter", "flow_base", "conn_start", "conn_end", "decode_error", "iso_time", "with_iso_times"]
 
 TRANSPORTS = {6: "tcp", 17: "udp", 1: "icmp", 58: "ipv6-icmp"}
 TIME_FIELDS = ("@timestamp", "event.start", "event.end")
@@ -142,16 +142,21 @@ def iso_time(ts: float) -> str:
     return f"{_second_cache[1]}.{micro:06d}Z"
 
 
-def to_json(event: dict[str, Any]) -> bytes:
-    """One event as a JSON line (time fields as ISO 8601 strings)."""
+def with_iso_times(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with its time fields as ISO 8601 text: the event itself when none is a number, else a copy."""
     out = event
     for name in TIME_FIELDS:
         value = event.get(name)
-        if value.__class__ is float:
+        if value.__class__ is float or value.__class__ is int:
             if out is event:
                 out = dict(event)
             out[name] = iso_time(value)
-    return orjson.dumps(out, option=orjson.OPT_APPEND_NEWLINE)
+    return out
+
+
+def to_json(event: dict[str, Any]) -> bytes:
+    """One event as a JSON line (time fields as ISO 8601 strings)."""
+    return orjson.dumps(with_iso_times(event), option=orjson.OPT_APPEND_NEWLINE)
 
 
 class EventWriter:
