@@ -459,6 +459,13 @@ def live(interface: str, bpf: str | None, snaplen: int, count: int | None, durat
     except CaptureError as exc:
         fail(str(exc))
         return
+
+    def stop(*_: Any) -> None:
+        capture.stop()
+
+    # Packets queue in the ring from here on: a stop that comes while the rules load still drains them.
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     try:
         analysis = _Analysis(alerts_path, watch=True)
     except BaseException:
@@ -466,12 +473,6 @@ def live(interface: str, bpf: str | None, snaplen: int, count: int | None, durat
         raise
     output = _EventOutput(settings, events_path, analysis.event_store_sink)
     sensor = Sensor(settings, sink=analysis.sink(output))
-
-    def stop(*_: Any) -> None:
-        capture.stop()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
     timer = threading.Timer(duration, stop) if duration else None
     if timer:
         timer.daemon = True

@@ -293,6 +293,8 @@ class LiveCapture:
     # -- packets -----------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Packet]:
+        if self._stop_requested:  # stopped before reading began: the drain time starts now
+            self._stop_deadline = max(self._stop_deadline, time.monotonic() + STOP_DRAIN_SECONDS)
         backlog, self._backlog = self._backlog, []
         yield from self._hand_out(backlog)
         if self._ring is not None:

@@ -117,7 +117,8 @@ def run_live(w: Wire, out: Path, pcaps: list[Path], *options: str,
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
-        while not capturing(proc.pid):
+        events = out / "live.jsonl"  # opened once the rules are loaded, just before the capture loop
+        while not (capturing(proc.pid) and events.exists()):
             assert proc.poll() is None, f"icsmon live exited early: {proc.communicate()[1]}"
             assert time.monotonic() < deadline, "icsmon live did not start capturing"
             time.sleep(0.02)
