@@ -38,7 +38,7 @@ import orjson
 
 from analyzer.alerts import Alert, AlertAggregator, Detection
 from analyzer.stores import Document
-from sensor.events import with_iso_times
+from sensor.events import Timestamp, with_iso_times
 
 __all__ = ["OPERATION_ALERTS", "AlertWriter", "Analyzer", "Detector", "OperationDetector", "RuleDetector",
            "alert_document", "event_document", "rule_detector"]
@@ -146,7 +146,7 @@ def event_document(event: Mapping[str, Any], ordinal: int = 0) -> Document:
         body = dict(event)  # the document keeps its own copy
     packet = event.get("icsmon.packet")
     ts = event.get("@timestamp")
-    if packet is not None and (ts.__class__ is float or ts.__class__ is int):
+    if packet is not None and (ts.__class__ is Timestamp or ts.__class__ is float or ts.__class__ is int):
         doc_id = f"{event.get('observer.id')}:{round(ts * 1e6)}:{packet}:{ordinal}"
     else:
         key = orjson.dumps({k: v for k, v in body.items() if k not in _ID_EXCLUDED}, option=orjson.OPT_SORT_KEYS,

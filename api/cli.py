@@ -21,6 +21,7 @@ until it answers (see :mod:`analyzer.delivery`).
 
 from __future__ import annotations
 
+import importlib
 import json
 import signal
 import sys
@@ -32,7 +33,6 @@ from typing import Any
 
 import click
 
-from api.rules_cli import rules as rules_group
 from sensor.capture import CaptureError, Packet
 from sensor.events import EventWriter
 from sensor.pipeline import Sensor
@@ -325,7 +325,22 @@ class _Analysis:
         return {"analyzer": self.analyzer.stats(), "delivery": self.delivery.stats()}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Commands(click.Group):
+    """The command group; ``rules`` (pySigma and the rule tooling) is imported only when it is used."""
+
+    LAZY = {"rules": ("api.rules_cli", "rules")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY and cmd_name not in self.commands:
+            module, attribute = self.LAZY[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), attribute), name=cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="icsmon")
 def main() -> None:
     """icsmon: passive security monitor for industrial (ICS/OT) networks.
@@ -671,8 +686,6 @@ def diff(captures: tuple[str, ...], protocols: tuple[str, ...], known_path: str 
     if report.below(target) or report.unexplained:
         sys.exit(1)
 
-
-main.add_command(rules_group, name="rules")
 
 if __name__ == "__main__":
     main()

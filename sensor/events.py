@@ -21,7 +21,8 @@ from sensor.decode import split_key
 from sensor.flows import Flow
 from sensor.schema import DATASET_CONN, DATASET_DECODE_ERROR
 
-__all__ = ["EventWriter", "flow_base", "conn_start", "conn_end", "decode_error", "iso_time", "with_iso_times"]
+__all__ = ["EventWriter", "Timestamp", "flow_base", "conn_start", "conn_end", "decode_error", "iso_time",
+           "with_iso_times"]
 
 TRANSPORTS = {6: "tcp", 17: "udp", 1: "icmp", 58: "ipv6-icmp"}
 TIME_FIELDS = ("@timestamp", "event.start", "event.end")
@@ -130,6 +131,16 @@ def decode_error(flow: Flow, ts: float, observer: dict[str, Any], layer: str, re
     return ev
 
 
+class Timestamp(float):
+    """A protocol event's time: epoch seconds, a float to every reader, ISO 8601 text when written.
+
+    The pipeline makes one per packet; the JSON writer turns it into text through orjson's
+    ``default`` hook, so an event is serialised without first being copied.
+    """
+
+    __slots__ = ()
+
+
 _second_cache: list[Any] = [None, ""]
 
 
@@ -147,16 +158,24 @@ def with_iso_times(event: dict[str, Any]) -> dict[str, Any]:
     out = event
     for name in TIME_FIELDS:
         value = event.get(name)
-        if value.__class__ is float or value.__class__ is int:
+        if value.__class__ is float or value.__class__ is Timestamp or value.__class__ is int:
             if out is event:
                 out = dict(event)
             out[name] = iso_time(value)
     return out
 
 
+def _json_default(value: Any) -> str:
+    if value.__class__ is Timestamp:
+        return iso_time(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def to_json(event: dict[str, Any]) -> bytes:
     """One event as a JSON line (time fields as ISO 8601 strings)."""
-    return orjson.dumps(with_iso_times(event), option=orjson.OPT_APPEND_NEWLINE)
+    if event.get("@timestamp").__class__ is not Timestamp or "event.start" in event or "event.end" in event:
+        event = with_iso_times(event)
+    return orjson.dumps(event, default=_json_default, option=orjson.OPT_APPEND_NEWLINE)
 
 
 class EventWriter:

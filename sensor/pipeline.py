@@ -22,7 +22,7 @@ from typing import Any
 from sensor.capture import CaptureStats, Packet
 from sensor.decode import TCP, UDP, decode, link_macs, reverse_key
 from sensor.dissect import Dissector, Event, ProtocolViolation
-from sensor.events import conn_end, conn_start, decode_error, flow_base, flow_info
+from sensor.events import Timestamp, conn_end, conn_start, decode_error, flow_base, flow_info
 from sensor.flows import Flow, FlowTable, Half
 from sensor.ipfrag import Defragmenter
 from sensor.protocols import registry
@@ -358,11 +358,12 @@ class Sensor:
             half.head = cached = (dissector, head)
         head = cached[1]
         packet = self.packet_number
+        stamp = Timestamp(ts)
         sink = self.sink
         sequence = self.events
         for fields in events:
             sequence += 1
-            event = {**head, "@timestamp": ts, "icsmon.packet": packet, **fields}
+            event = {**head, "@timestamp": stamp, "icsmon.packet": packet, **fields}
             event["event.sequence"] = sequence
             sink(event)
         count = len(events)

@@ -25,6 +25,7 @@ from analyzer.alerts import Detection
 from analyzer.sigma.correlation import MAX_GROUPS, MAX_RELATED, CorrelationState, Firing
 from analyzer.sigma.index import RuleIndex
 from analyzer.sigma.loader import Correlation, Rule, RuleSet
+from sensor.events import Timestamp
 
 __all__ = ["Engine", "event_time"]
 
@@ -33,7 +34,7 @@ def event_time(event: Mapping[str, Any]) -> float:
     """``@timestamp`` as epoch seconds: a float in the live stream, ISO 8601 text in stored documents."""
     ts = event.get("@timestamp")
     cls = ts.__class__
-    if cls is float or cls is int:
+    if cls is Timestamp or cls is float or cls is int:
         return float(ts)  # type: ignore[arg-type]
     if cls is str:
         try:

@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from analyzer.sigma.modifiers import key
+from sensor.events import Timestamp
 
 __all__ = ["COMMON_VALUES", "FIELD_CARDINALITY", "IndexedRule", "RANGE_BUCKET", "RARE_VALUES", "RuleIndex",
            "UNSELECTIVE_FIELDS"]
@@ -86,7 +87,7 @@ def _buckets(bounds: tuple[float | None, float | None]) -> range | None:
 
 def _number(value: Any) -> float | None:
     cls = value.__class__
-    if cls is int or cls is float:
+    if cls is int or cls is float or cls is Timestamp:
         return value
     if cls is str:
         try:

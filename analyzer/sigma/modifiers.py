@@ -39,6 +39,8 @@ from sigma.types import (
     TimestampPart,
 )
 
+from sensor.events import Timestamp
+
 __all__ = ["Matcher", "MatcherSpec", "UnsupportedValue", "either", "key", "matcher_for"]
 
 Matcher = Callable[[Any], bool]
@@ -57,7 +59,7 @@ def key(value: Any) -> str:
         return "true" if value else "false"
     if cls is int:
         return str(value)
-    if cls is float:
+    if cls is float or cls is Timestamp:
         return str(int(value)) if value.is_integer() else repr(value)
     return str(value).lower()
 
@@ -68,7 +70,7 @@ def _text(value: Any, cased: bool) -> str | None:
     cls = value.__class__
     if cls is str:
         return value if cased else value.lower()
-    if cls is int or cls is float or cls is bool:
+    if cls is int or cls is float or cls is bool or cls is Timestamp:
         return key(value)
     return None
 
@@ -208,7 +210,7 @@ def _cidr(networks: Iterable[IPv4Network | IPv6Network]) -> Matcher:
 
 def _number(value: Any) -> float | None:
     cls = value.__class__
-    if cls is int or cls is float:
+    if cls is int or cls is float or cls is Timestamp:
         return value
     if cls is str:
         try:
@@ -236,7 +238,7 @@ def _compare(value: SigmaCompareExpression) -> Matcher:
 def _time(value: Any) -> datetime | None:
     cls = value.__class__
     try:
-        if cls is int or cls is float:
+        if cls is int or cls is float or cls is Timestamp:
             return datetime.fromtimestamp(value, UTC)
         if cls is str:
             parsed = datetime.fromisoformat(value)

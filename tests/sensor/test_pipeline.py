@@ -21,7 +21,7 @@ from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 
 from sensor.capture import LINKTYPE_ETHERNET, CaptureError, Packet
 from sensor.dissect import Dissector, Event, ProtocolViolation
-from sensor.events import to_json
+from sensor.events import iso_time, to_json, with_iso_times
 from sensor.pipeline import Sensor
 from sensor.settings import FlowSettings, SensorSettings
 
@@ -560,6 +560,20 @@ def test_json_lines_carry_exact_microsecond_timestamps() -> None:
     for micro in range(0, 1_000_000, 9973):
         event = {"@timestamp": 1_700_000_000 + micro / 1e6}
         assert json.loads(to_json(event))["@timestamp"].endswith(f".{micro:06d}Z"), micro
+
+
+def test_protocol_event_times_are_floats_in_memory_and_iso_text_in_json() -> None:
+    conv = Conversation(ts=1_700_000_000.5)
+    conv.handshake()
+    conv.c("PA", b"HELLO\n")
+    _, events = run(conv.packets, [line_dissector(Recorder())])
+    line = of(events, "line")[0]
+    stamp = line["@timestamp"]
+    assert isinstance(stamp, float) and stamp - 1_700_000_000.5 < 1
+    assert json.loads(to_json(line))["@timestamp"] == iso_time(stamp)
+    assert with_iso_times(line)["@timestamp"] == iso_time(stamp)
+    # A time field that is not the pipeline's own still becomes text.
+    assert json.loads(to_json({**line, "event.start": float(stamp)}))["event.start"] == iso_time(stamp)
 
 
 def test_json_lines_are_flat_and_complete() -> None:
