@@ -24,7 +24,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sensor.events import iso_time, with_iso_times
 from sensor.schema import Field
@@ -48,9 +48,12 @@ EVENT_KEY_FIELDS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Detection:
-    """What a detector hands the aggregator for one matching event (or one correlation)."""
+class Detection(NamedTuple):
+    """What a detector hands the aggregator for one matching event (or one correlation).
+
+    Immutable and typed like a frozen dataclass, but a named tuple: a rule set that fires often makes
+    one per matching event, and a tuple is built several times faster.
+    """
 
     detector_type: Literal["rule", "baseline", "inventory", "test"]
     detector_id: str

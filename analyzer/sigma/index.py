@@ -27,6 +27,7 @@ count. A rule is filed once; the predicate still checks everything, the index on
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import Any, Protocol
 
 from analyzer.sigma.modifiers import key
@@ -178,7 +179,7 @@ class RuleIndex:
                     _collect(group, get, out)
         _collect(self._generic, get, out)
         if len(out) > 1:
-            out.sort(key=_ordinal)
+            out.sort(key=_ORDINAL)
             if _has_duplicates(out):
                 out = [r for i, r in enumerate(out) if i == 0 or out[i - 1] is not r]
         return out
@@ -188,12 +189,11 @@ class RuleIndex:
                 "indexed_rules": self.filed["eq"] + self.filed["prefix"] + self.filed["range"]}
 
 
-def _ordinal(rule: Any) -> int:
-    return rule.ordinal
+_ORDINAL = attrgetter("ordinal")
 
 
 def _has_duplicates(rules: list[Any]) -> bool:
-    return any(rules[i] is rules[i - 1] for i in range(1, len(rules)))
+    return len(set(map(id, rules))) != len(rules)
 
 
 def _scalars(value: Any) -> Sequence[Any]:

@@ -77,9 +77,9 @@ class _Meta:
     output: bool = True
 
     def detection(self, event: Mapping[str, Any], related: tuple[Mapping[str, Any], ...] = ()) -> Detection:
-        return Detection(detector_type="rule", detector_id=self.rule_id, title=self.title, severity=self.severity,
-                         event=event, techniques=self.techniques, tactics=self.tactics,
-                         description=self.description, related_events=related)
+        # Positional (the field order of Detection): this runs once per matching event.
+        return Detection("rule", self.rule_id, self.title, self.severity, event, None, self.techniques,
+                         self.tactics, self.description, related)
 
 
 @dataclass(slots=True)
