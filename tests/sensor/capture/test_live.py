@@ -30,7 +30,7 @@ from scapy.utils import RawPcapReader, wrpcap
 from sensor.capture import LINKTYPE_ETHERNET, CaptureError, CaptureStats, Packet
 from sensor.capture.bpf import accept_all, compile_filter, instructions
 from sensor.capture.live import STOP_DRAIN_SECONDS, LiveCapture
-from tests.sensor.capture.wire import REPO, Wire, capturing, icsmon, inside, replay, run_live, sh
+from tests.sensor.capture.wire import REPO, Wire, capturing, drive_live, icsmon, inside, replay, run_live, sh
 
 pytestmark = pytest.mark.live
 
@@ -333,17 +333,6 @@ def test_live_stopped_while_rules_load_still_reports(wire: Wire, tmp_path: Path)
     """SIGTERM as soon as the interface is open (rules still loading) ends the run cleanly with its stats."""
     command = icsmon("live", "--interface", wire.capture_if, "--stats", str(tmp_path / "live.json"), "-q",
                      namespace=wire.capture_ns)
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not capturing(proc.pid):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
+    returncode, stderr = drive_live(command, capturing, stop_signal=signal.SIGTERM)
+    assert returncode == 0, stderr
     assert json.loads((tmp_path / "live.json").read_text())["packets"] == 0

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +104,31 @@ def capturing(pid: int) -> bool:
 
 
 
+def drive_live(command: list[str], ready: Callable[[int], bool], during: Callable[[], None] | None = None,
+               stop_signal: int | None = None) -> tuple[int, str]:
+    """Start ``command``, wait until ``ready(pid)``, run ``during``, then stop it with ``stop_signal``
+    (or let it end by itself); its exit status and stderr."""
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready(proc.pid):
+            assert proc.poll() is None, f"icsmon live exited early: {proc.communicate()[1]}"
+            assert time.monotonic() < deadline, "icsmon live did not start capturing"
+            time.sleep(0.01)
+        if during is not None:
+            during()
+            if stop_signal is not None:
+                time.sleep(0.3)  # let the last frames clear the kernel's receive path; stop() drains the ring
+        if stop_signal is not None:
+            proc.send_signal(stop_signal)
+        _stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, stderr
+
+
 def run_live(w: Wire, out: Path, pcaps: list[Path], *options: str,
              stop_signal: int | None = None) -> dict[str, Any]:
     """``icsmon live`` on the capture end while ``pcaps`` are replayed; its stats (events in out/live.jsonl).
@@ -114,25 +139,10 @@ def run_live(w: Wire, out: Path, pcaps: list[Path], *options: str,
     command = icsmon("live", "--interface", w.capture_if, "--events", str(out / "live.jsonl"),
                      "--stats", str(out / "live.json"), "--sensor-id", "t", "-q", *options,
                      namespace=w.capture_ns)
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        events = out / "live.jsonl"  # opened once the rules are loaded, just before the capture loop
-        while not (capturing(proc.pid) and events.exists()):
-            assert proc.poll() is None, f"icsmon live exited early: {proc.communicate()[1]}"
-            assert time.monotonic() < deadline, "icsmon live did not start capturing"
-            time.sleep(0.02)
-        if pcaps:
-            replay(w, *pcaps)
-        if stop_signal is not None:
-            time.sleep(0.3)  # let the last frames clear the kernel's receive path; stop() drains the ring
-            proc.send_signal(stop_signal)
-        _stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, stderr
+    events = out / "live.jsonl"  # opened once the rules are loaded, just before the capture loop
+    returncode, stderr = drive_live(command, lambda pid: capturing(pid) and events.exists(),
+                                    (lambda: replay(w, *pcaps)) if pcaps else (lambda: None), stop_signal)
+    assert returncode == 0, stderr
     stats: dict[str, Any] = json.loads((out / "live.json").read_text())
     return stats
 
