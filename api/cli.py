@@ -109,6 +109,11 @@ class _EventOutput:
     def sink(self) -> Any:
         return self.volume
 
+    def flush_file(self) -> None:
+        """Make the lines written so far visible to readers of the events file."""
+        if self.writer is not None:
+            self.writer.flush()
+
     def close(self) -> None:
         if self.volume is not None:
             self.volume.flush()
@@ -492,6 +497,7 @@ def live(interface: str, bpf: str | None, snaplen: int, count: int | None, durat
     if timer:
         timer.daemon = True
         timer.start()
+    flusher = _Every(EVENTS_FILE_DELAY, output.flush_file)  # a quiet link must not hold events back
     error = None
     try:
         with capture:
@@ -499,6 +505,7 @@ def live(interface: str, bpf: str | None, snaplen: int, count: int | None, durat
     except CaptureError as exc:
         error = str(exc)
     finally:
+        flusher.stop()
         if timer:
             timer.cancel()
         sensor.finish()
@@ -509,6 +516,28 @@ def live(interface: str, bpf: str | None, snaplen: int, count: int | None, durat
     _write_stats(sensor, stats_path, quiet, output, analysis)
     if error:
         fail(error)
+
+
+EVENTS_FILE_DELAY = 1.0
+"""Seconds at most between an event of ``icsmon live`` and its line in the events file."""
+
+
+class _Every:
+    """Calls ``action`` every ``seconds`` on a daemon thread until :meth:`stop`."""
+
+    def __init__(self, seconds: float, action: Any) -> None:
+        self._stopped = threading.Event()
+
+        def loop() -> None:
+            while not self._stopped.wait(seconds):
+                action()
+
+        self._thread = threading.Thread(target=loop, name="icsmon-flush", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
 
 
 def _limited(capture: Any, count: int) -> Iterator[Packet]:

@@ -198,6 +198,10 @@ class EventWriter:
             self._out.write(to_json(event))
         self.written += 1
 
+    def flush(self) -> None:
+        """Hand buffered lines to the OS (safe from another thread: the file object locks)."""
+        self._out.flush()
+
     def close(self) -> None:
         if self._own:
             self._out.close()

@@ -336,3 +336,25 @@ def test_live_stopped_while_rules_load_still_reports(wire: Wire, tmp_path: Path)
     returncode, stderr = drive_live(command, capturing, stop_signal=signal.SIGTERM)
     assert returncode == 0, stderr
     assert json.loads((tmp_path / "live.json").read_text())["packets"] == 0
+
+
+def test_live_events_reach_the_file_while_running(wire: Wire, tmp_path: Path) -> None:
+    """On a link that goes quiet, the events seen so far are in the file within a second or two, not
+    held in a buffer until the sensor stops."""
+    events = tmp_path / "live.jsonl"
+    lines_while_running: list[int] = []
+
+    def replay_then_look() -> None:
+        replay(wire, PCAPS / "iti/pcaps/IEC60870-5-104/TestDissectIec104.pcap")  # a few events, a few KiB
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not events.read_bytes().count(b"\n"):
+            time.sleep(0.1)
+        lines_while_running.append(events.read_bytes().count(b"\n"))
+
+    command = icsmon("live", "--interface", wire.capture_if, "--events", str(events), "-q",
+                     namespace=wire.capture_ns)
+    returncode, stderr = drive_live(command, lambda pid: capturing(pid) and events.exists(), replay_then_look,
+                                    stop_signal=signal.SIGINT)
+    assert returncode == 0, stderr
+    assert lines_while_running[0] > 10
+    assert events.read_bytes().count(b"\n") >= lines_while_running[0]
