@@ -747,53 +747,13 @@ class Conversion:
     approximate: list[str]  # why the query may not select exactly what the engine matches (empty: exact)
 
 
-def _approximations(parsed: RuleFile, target: str) -> list[str]:
-    reasons: list[str] = []
-    case: set[str] = set()
-    regex = False
-    for doc in parsed.docs:
-        detection = doc.get("detection")
-        if not isinstance(detection, dict):
-            continue
-        for name, body in detection.items():
-            if name == "condition":
-                continue
-            for item in body if isinstance(body, list) else [body]:
-                if not isinstance(item, dict):
-                    continue
-                for key, value in item.items():
-                    modifiers = str(key).split("|")[1:]
-                    if "re" in modifiers:
-                        regex = True
-                        continue
-                    if "cidr" in modifiers or "expand" in modifiers or "cased" in modifiers:
-                        continue
-                    for v in value if isinstance(value, list) else [value]:
-                        if isinstance(v, str) and (v != v.lower() or "*" in v or "?" in v or
-                                                   {"contains", "startswith", "endswith"} & set(modifiers)):
-                            case.add(f"{str(key).split('|', 1)[0]}: {v}")
-    if case:
-        reasons.append("case: the engine matches strings case-insensitively, Elasticsearch keyword queries match"
-                       " the case exactly (" + "; ".join(sorted(case)) + ")")
-    if regex:
-        reasons.append("regular expression: Elasticsearch regexps are anchored to the whole value and take no"
-                       " flags; the engine searches anywhere in the value")
-    kinds = {str((d.get("correlation") or {}).get("type")) for d in parsed.docs if "correlation" in d}
-    if kinds and target == "esql":
-        reasons.append("time buckets: ES|QL counts in fixed buckets of the timespan, the engine in a sliding"
-                       " window ending at each event, so a burst across a bucket boundary may be split")
-    if "temporal" in kinds and target == "eql":
-        reasons.append("no time window: the EQL sample query pairs the events however far apart they are, the"
-                       " engine only within the timespan")
-    return reasons
-
-
 def _backend(target: str, placeholders: Mapping[str, Sequence[str]]) -> Any:
-    from sigma.backends.elasticsearch import EqlBackend, ESQLBackend, LuceneBackend
+    from sigma.backends.elasticsearch import EqlBackend, LuceneBackend
 
+    from analyzer.sigma.esql import IcsmonESQLBackend
     from analyzer.sigma.pipeline import icsmon_pipeline
 
-    cls = {"esql": ESQLBackend, "lucene": LuceneBackend, "eql": EqlBackend}[target]
+    cls = {"esql": IcsmonESQLBackend, "lucene": LuceneBackend, "eql": EqlBackend}[target]
     return cls(processing_pipeline=icsmon_pipeline(placeholders))
 
 
@@ -804,6 +764,8 @@ def convert_rule(rule_file: Path, target: str = "esql", placeholders: Mapping[st
     cannot express it."""
     from sigma.collection import SigmaCollection
     from sigma.exceptions import SigmaError, SigmaRuleLocation
+
+    from analyzer.sigma.pipeline import conversion_notes
 
     if target not in TARGETS:
         raise RulesCliError(f"unknown target {target!r} (known: {', '.join(TARGETS)})")
@@ -826,7 +788,10 @@ def convert_rule(rule_file: Path, target: str = "esql", placeholders: Mapping[st
     except SigmaError as exc:
         raise RulesCliError(f"{rule_file}: {_one_line(exc)}") from None
     texts = [q if isinstance(q, str) else json.dumps(q) for q in queries]
-    return Conversion(texts, _approximations(parsed, target))
+    notes: list[str] = []
+    for rule in collection.rules:
+        notes += [n for n in conversion_notes(rule, target) if n not in notes]
+    return Conversion(texts, notes)
 
 
 # -- new ---------------------------------------------------------------------------------------------------

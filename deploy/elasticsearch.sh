@@ -10,12 +10,13 @@
 # The distribution is org.elasticsearch.distribution.integ-test-zip:elasticsearch from
 # Maven Central: the one Elasticsearch build published there, checksummed and on a CDN.
 # It is the plain server with x-pack core and security, without a bundled JDK, so a
-# system JDK is chosen (see choose_java). Maven Central has it only up to 8.19.x (no
-# 9.x under that coordinate), so the newest 9.x is taken if one ever appears, else the
-# newest 8.x.
+# system JDK is chosen (see choose_java). deploy/elasticsearch-esql.sh adds ES|QL to it
+# from the plugin jars Maven Central also has; those are assembled for one version,
+# 8.19.21 (the newest 8.x there; Maven Central has no 9.x under that coordinate), which
+# is therefore the default.
 #
 # Environment (all optional):
-#   ICSMON_ES_VERSION        version to use (default: newest from maven-metadata.xml)
+#   ICSMON_ES_VERSION        version to use (default 8.19.21; another has no ES|QL)
 #   ICSMON_ES_HOME           holds the download, the unpacked distribution, config, data
 #                            and logs (default ~/.cache/icsmon/elasticsearch-<version>;
 #                            as root /var/cache/icsmon/elasticsearch-<version>, because the
@@ -31,6 +32,9 @@
 set -euo pipefail
 
 readonly MAVEN_BASE="https://repo1.maven.org/maven2/org/elasticsearch/distribution/integ-test-zip/elasticsearch"
+readonly DEFAULT_VERSION="8.19.21"
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly HERE
 readonly ES_USER="icsmon-es"
 readonly CLUSTER_NAME="icsmon-dev"
 readonly PORT="${ICSMON_ES_PORT:-9200}"
@@ -64,43 +68,7 @@ cache_root() {
 
 home_for() { echo "${ICSMON_ES_HOME:-$(cache_root)/elasticsearch-$1}"; }
 
-# Newest published version: 9.x if Maven Central ever has one, else 8.x.
-latest_published_version() {
-    local versions newest
-    versions=$(curl -fsSL --retry 3 --connect-timeout 10 --max-time 60 "$MAVEN_BASE/maven-metadata.xml" \
-        | grep -o '<version>[^<]*</version>' | sed 's:<[^>]*>::g' | grep -E '^(8|9)\.[0-9]+\.[0-9]+$' | sort -V) \
-        || return 1
-    newest=$(grep '^9\.' <<<"$versions" | tail -n 1 || true)
-    [[ -n $newest ]] || newest=$(grep '^8\.' <<<"$versions" | tail -n 1 || true)
-    [[ -n $newest ]] || return 1
-    echo "$newest"
-}
-
-# Newest version already installed in the cache, for working offline.
-newest_installed_version() {
-    local marker
-    for marker in "$(cache_root)"/elasticsearch-*/dist/elasticsearch-*/.icsmon-installed; do
-        if [[ -e $marker ]]; then
-            basename "$(dirname "$marker")" | sed 's/^elasticsearch-//'
-        fi
-    done | sort -V | tail -n 1
-}
-
-resolve_version() {
-    if [[ -n ${ICSMON_ES_VERSION:-} ]]; then
-        echo "$ICSMON_ES_VERSION"
-        return
-    fi
-    local version
-    if version=$(latest_published_version); then
-        echo "$version"
-        return
-    fi
-    version=$(newest_installed_version)
-    [[ -n $version ]] || die "cannot read $MAVEN_BASE/maven-metadata.xml and nothing is installed; set ICSMON_ES_VERSION or check the network"
-    info "warning: Maven Central unreachable, using installed $version"
-    echo "$version"
-}
+resolve_version() { echo "${ICSMON_ES_VERSION:-$DEFAULT_VERSION}"; }
 
 sha1_of() { sha1sum "$1" | cut -d' ' -f1; }
 
@@ -201,7 +169,19 @@ choose_java() {
             return
         fi
     done < <(printf '%s\n' "${candidates[@]}" | sort -rn)
-    die "no JDK that Elasticsearch $(basename "$dist") accepts (looked in /usr/lib/jvm and PATH); install one (Debian: apt-get install openjdk-17-jre-headless) or set ES_JAVA_HOME"
+    die "no JDK that Elasticsearch $(basename "$dist") accepts (looked in /usr/lib/jvm and PATH); install one (Debian: apt-get install openjdk-17-jdk-headless) or set ES_JAVA_HOME"
+}
+
+# ES|QL modules, once per distribution (deploy/elasticsearch-esql.sh).
+add_esql() {
+    local version=$1 home=$2 dist=$3 jdk=$4
+    [[ -e $dist/.icsmon-esql ]] && return
+    if [[ $version != "$DEFAULT_VERSION" ]]; then
+        info "warning: no ES|QL for Elasticsearch $version (its modules are assembled for $DEFAULT_VERSION)"
+        return
+    fi
+    bash "$HERE/elasticsearch-esql.sh" "$dist" "$home/downloads" "$jdk" || die "adding ES|QL to $dist failed"
+    touch "$dist/.icsmon-esql"
 }
 
 ensure_user() {
@@ -336,6 +316,7 @@ cmd_install() {
     home=$(home_for "$version")
     dist=$(install "$version" "$home")
     jdk=$(choose_java "$dist")
+    add_esql "$version" "$home" "$dist" "$jdk"
     is_root && ensure_user
     info "Elasticsearch $version in $home, JDK $jdk ($(java_major "$jdk"))"
 }
@@ -357,6 +338,7 @@ cmd_start() {
     fi
     dist=$(install "$version" "$home")
     jdk=$(choose_java "$dist")
+    add_esql "$version" "$home" "$dist" "$jdk"
     if is_root; then
         ensure_user
         runuser -u "$ES_USER" -- test -r "$dist/bin/elasticsearch" \

@@ -24,16 +24,21 @@ say() { echo "test.sh: $*" >&2; }
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
+# A JDK with javac: Elasticsearch runs on it, and deploy/elasticsearch-esql.sh compiles a
+# small module with it.
 have_jdk() {
-    [[ -n ${ES_JAVA_HOME:-} || -n ${JAVA_HOME:-} ]] && return 0
-    command -v java >/dev/null 2>&1 && return 0
-    compgen -G '/usr/lib/jvm/*/bin/java' >/dev/null
+    local home
+    for home in "${ES_JAVA_HOME:-}" "${JAVA_HOME:-}"; do
+        [[ -n $home && -x $home/bin/javac ]] && return 0
+    done
+    command -v javac >/dev/null 2>&1 && return 0
+    compgen -G '/usr/lib/jvm/*/bin/javac' >/dev/null
 }
 
-# The newest OpenJDK runtime this Debian release offers (Elasticsearch 8 needs >= 17).
+# The newest OpenJDK this Debian release offers (Elasticsearch 8 needs >= 17).
 jdk_package() {
     local package
-    for package in openjdk-25-jre-headless openjdk-21-jre-headless openjdk-17-jre-headless; do
+    for package in openjdk-25-jdk-headless openjdk-21-jdk-headless openjdk-17-jdk-headless; do
         if apt-cache show "$package" >/dev/null 2>&1; then
             echo "$package"
             return
@@ -61,7 +66,7 @@ install_system_packages() {
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     apt-get update
     if ((need_jdk)); then
-        package=$(jdk_package) || { say "error: no openjdk-{25,21,17}-jre-headless in the apt sources"; exit 1; }
+        package=$(jdk_package) || { say "error: no openjdk-{25,21,17}-jdk-headless in the apt sources"; exit 1; }
         missing+=("$package")
     fi
     say "installing ${missing[*]}"

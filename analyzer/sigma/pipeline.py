@@ -20,6 +20,7 @@ It is registered as the pySigma plugin pipeline ``icsmon`` (see ``analyzer/sigma
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from sigma.correlations import SigmaCorrelationRule
 from sigma.processing.conditions import LogsourceCondition
@@ -34,6 +35,7 @@ from sigma.processing.transformations import (
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from sigma.types import (
     SigmaCasedString,
+    SigmaCIDRExpression,
     SigmaCompareExpression,
     SigmaExpansion,
     SigmaFieldReference,
@@ -42,6 +44,9 @@ from sigma.types import (
 )
 
 from analyzer.sigma.taxonomy import CATEGORIES, FIELD_ALIASES, PRODUCTS, SERVICES, canonical_field
+
+if TYPE_CHECKING:
+    from sensor.schema import Field
 
 __all__ = ["BACKENDS", "EVENT_INDEX", "LOWERCASE_FIELDS", "conversion_notes", "icsmon_pipeline"]
 
@@ -89,22 +94,24 @@ def icsmon_pipeline(placeholders: Mapping[str, Sequence[str]] | None = None) -> 
 
 LOWERCASE_FIELDS = frozenset({
     "ics.operation", "ics.role", "network.protocol", "network.transport", "network.type", "network.direction",
-    "event.dataset", "event.action", "event.kind", "event.outcome", "observer.type", "observer.product",
+    "event.dataset", "event.action", "event.kind", "event.outcome", "event.type", "event.category", "observer.type",
+    "observer.product",
 })
 """Fields whose values icsmon always emits in lower case (plus ``*.function``/``*.service``/``*.exception``
-names, snake_case by the schema): lower-case rule values on them compare the same in Elasticsearch."""
-_LOWERCASE_SUFFIXES = (".function", ".service", ".exception", ".subfunction")
+names, snake_case by the schema, and ``*.anomaly`` codes): lower-case rule values on them compare the same in
+Elasticsearch."""
+_LOWERCASE_SUFFIXES = (".function", ".service", ".exception", ".subfunction", ".anomaly")
 
 
-def _field_types() -> dict[str, str]:
+def _schema_fields() -> tuple[Field, ...]:
     try:
         from sensor.schema import all_fields
 
-        return {f.name: f.type for f in all_fields()}
+        return all_fields()
     except Exception:  # noqa: BLE001 - a dissector being edited must not stop a conversion
         from sensor.schema import COMMON_FIELDS
 
-        return {f.name: f.type for f in COMMON_FIELDS}
+        return tuple(COMMON_FIELDS)
 
 
 def conversion_notes(rule: SigmaRule | SigmaCorrelationRule, target: str) -> list[str]:
@@ -120,19 +127,30 @@ def conversion_notes(rule: SigmaRule | SigmaCorrelationRule, target: str) -> lis
             notes.append(note)
 
     if isinstance(rule, SigmaCorrelationRule):
+        kind = rule.type.name.lower()
         if target == "esql":
             add("correlation: ES|QL counts in fixed time buckets (date_trunc), the engine in a sliding window")
-            if rule.type.name.lower() == "temporal_ordered":
+            if kind == "temporal_ordered":
                 add("correlation: ES|QL has no ordered sequences (temporal_ordered cannot be converted)")
-        else:
+        elif target == "eql" and kind == "temporal":
+            add("correlation: the EQL sample query pairs the events however far apart they are, the engine only"
+                " within the timespan")
+        elif target != "eql":
             add(f"correlation: the {target} backend has no correlation support")
         return notes
-    types = _field_types()
+    fields = _schema_fields()
+    types = {f.name: f.type for f in fields}
+    arrays = {f.name for f in fields if f.array}
     for item in _detection_items(rule):
         field = canonical_field(item.field) if item.field else None
         for value in item.value:
             values = value.values if isinstance(value, SigmaExpansion) else [value]
             for v in values:
+                if target == "esql" and field in arrays and (
+                        isinstance(v, (SigmaRegularExpression, SigmaCIDRExpression))
+                        or isinstance(v, SigmaString) and v.contains_special()):
+                    add(f"{field}: several values in one field: ES|QL takes a pattern, regular expression or"
+                        " CIDR test on them as null, the engine tests each value")
                 if field is None:
                     add("keywords: searched in every field here, as free text in Elasticsearch")
                 elif isinstance(v, SigmaCasedString):

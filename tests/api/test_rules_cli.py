@@ -199,9 +199,25 @@ def test_convert_labels_approximate_conversions() -> None:
     assert result.returncode == 0
     assert "| stats value_count=count_distinct(ics.unit) by timebucket, source.ip, destination.ip" in result.stdout
     assert result.stdout.rstrip().endswith("| where value_count > 10")
-    assert result.stderr.startswith("approximate: time buckets: ES|QL counts in fixed buckets")
+    assert result.stderr == ("approximate: correlation: ES|QL counts in fixed time buckets (date_trunc), the engine"
+                             " in a sliding window\n")
     mac = rules("convert", "enip_list_identity_broadcast")
-    assert "approximate: case: " in mac.stderr and "destination.mac: FF-FF-FF-FF-FF-FF" in mac.stderr
+    assert ("approximate: destination.mac: strings match case-insensitively here, case-sensitively in"
+            " Elasticsearch\n") in mac.stderr
+
+
+def test_convert_to_esql_tests_every_value_of_multi_valued_fields(tmp_path: Path) -> None:
+    exact = rules("convert", "dnp3_analog_output_command")
+    assert "match(dnp3.group, 41)" in exact.stdout and exact.stderr == ""
+    rule = tmp_path / "anomaly_prefix.yml"
+    rule.write_text("title: t\nid: 0b0b0b0b-0000-4000-8000-000000000001\nlogsource: {product: icsmon, service: dnp3}\n"
+                    "detection:\n  sel: {dnp3.anomaly|startswith: request, dnp3.group|gte: 40}\n  condition: sel\n"
+                    "level: low\n")
+    result = rules("convert", str(rule))
+    assert result.returncode == 0, result.stderr
+    assert 'starts_with(dnp3.anomaly, "request")' in result.stdout and "mv_max(dnp3.group)>=40" in result.stdout
+    assert result.stderr == ("approximate: dnp3.anomaly: several values in one field: ES|QL takes a pattern, regular"
+                             " expression or CIDR test on them as null, the engine tests each value\n")
 
 
 def test_convert_refuses_what_the_backend_cannot_express() -> None:

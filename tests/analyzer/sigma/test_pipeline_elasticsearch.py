@@ -2,7 +2,8 @@
 
 Differential: the same events go through the engine and into a real Elasticsearch index
 (``icsmon-events-<random>``, mapped from the event schema); every plain rule converted to Lucene
-and to ES|QL must select exactly the documents the engine matches. Correlations converted to
+(pySigma's backend) and to ES|QL (:class:`~analyzer.sigma.esql.IcsmonESQLBackend`) must select
+exactly the documents the engine matches, multi-valued fields included. Correlations converted to
 ES|QL must report the group the engine reports. Known differences are asserted as such.
 """
 
@@ -14,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from elasticsearch import Elasticsearch
+from elasticsearch import Elasticsearch, ElasticsearchWarning
 from sigma.backends.elasticsearch import ESQLBackend, LuceneBackend
 from sigma.collection import SigmaCollection
 from sigma.exceptions import SigmaFeatureNotSupportedByBackendError
 from sigma.rule import SigmaRule
 
 from analyzer.sigma import Engine, RuleSet
+from analyzer.sigma.esql import IcsmonESQLBackend
 from analyzer.sigma.pipeline import EVENT_INDEX, icsmon_pipeline
 from sensor.protocols.modbus import DISSECTOR as MODBUS
 from sensor.schema import COMMON_FIELDS, elasticsearch_mapping
@@ -111,6 +113,9 @@ def corpus() -> list[dict[str, Any]]:
             modbus__server_id="s7-1200 gateway"),
         doc(7, network__protocol="dnp3", event__dataset="icsmon.dnp3", ics__operation="write", source__ip="10.0.0.8"),
         doc(8, ics__operation="control_stop", network__protocol="s7comm", event__dataset="icsmon.s7comm"),
+        # Multi-valued: one of several values is above the limit; the event is also an error.
+        doc(9, ics__operation="write", modbus__function="write_multiple_registers", ics__address_start=40100,
+            ics__address_count=2, ics__values=[1.0, 2000.0], event__type=["protocol", "error"]),
     ]
     # A burst: 10 writes to one register within 2 s (event_count), and 21 unit ids probed (value_count).
     docs += [doc(10 + i, ics__operation="write", modbus__function="write_single_register", source__ip="10.0.0.77",
@@ -182,23 +187,58 @@ def test_lucene_queries_select_the_documents_the_engine_matches(es_client: Elast
 
 def convert_esql(name: str) -> list[str]:
     """A correlation converts together with the rules it references."""
-    return ESQLBackend(processing_pipeline=icsmon_pipeline(EWS)).convert(SigmaCollection.load_ruleset([RULES / name]))
+    backend = IcsmonESQLBackend(processing_pipeline=icsmon_pipeline(EWS))
+    return backend.convert(SigmaCollection.load_ruleset([RULES / name]))
 
 
-def test_esql_conversion_of_rules_and_correlations(tmp_path: Path) -> None:
-    esql = ESQLBackend(processing_pipeline=icsmon_pipeline(EWS))
-    for rule in plain_rules(tmp_path):
+def esql_rows(es: Elasticsearch, index: str, query: str, tail: str = "") -> list[dict[str, Any]]:
+    result = es.esql.query(query=query.replace(f"from {EVENT_INDEX} ", f"from {index} ", 1) + tail + " | limit 1000")
+    columns = [c["name"] for c in result["columns"]]
+    return [dict(zip(columns, row)) for row in result["values"]]
+
+
+def test_esql_queries_select_the_documents_the_engine_matches(es_client: Elasticsearch, event_index,
+                                                               tmp_path: Path) -> None:
+    index, docs = event_index
+    rules = plain_rules(tmp_path)
+    expected = engine_hits(tmp_path, docs)
+    esql = IcsmonESQLBackend(processing_pipeline=icsmon_pipeline(EWS))
+    for rule in rules:
         (query,) = esql.convert_rule(rule)
         assert query.startswith(f"from {EVENT_INDEX} metadata _id, _index, _version | where ")
+        ids = {row["_id"] for row in esql_rows(es_client, index, query, " | keep _id")}
+        assert ids == expected[str(rule.id)], (rule.title, query)
+
+
+def test_esql_correlations_report_the_groups_the_engine_reports(es_client: Elasticsearch, event_index) -> None:
+    index, _docs = event_index
     (burst,) = convert_esql("modbus_write_burst.yml")
     assert "| stats event_count=count() by timebucket, source.ip, destination.ip, ics.address_start" in burst
     assert burst.endswith("| where event_count >= 10")
+    assert [(r["source.ip"], r["event_count"]) for r in esql_rows(es_client, index, burst)] == [("10.0.0.77", 10)]
     (sweep,) = convert_esql("modbus_unit_id_sweep.yml")
     assert "| stats value_count=count_distinct(ics.unit) by timebucket, source.ip" in sweep
     assert sweep.endswith("| where value_count > 20")
+    assert [(r["source.ip"], r["value_count"]) for r in esql_rows(es_client, index, sweep)] == [("10.0.0.66", 21)]
     # ES|QL has no ordered-sequence correlation: the conversion refuses, the engine evaluates it.
     with pytest.raises((NotImplementedError, SigmaFeatureNotSupportedByBackendError)):
         convert_esql("s7_stop_then_program_download.yml")
+
+
+def test_known_difference_multi_valued_fields_in_stock_esql(es_client: Elasticsearch, event_index, load) -> None:
+    """pySigma's own ES|QL backend compares a multi-valued field as null and misses the event; ours does not."""
+    index, docs = event_index
+    text = ("title: error with a high value\nlogsource: {product: icsmon, service: modbus}\n"
+            "detection:\n  sel: {event.type: error, ics.values|gt: 1000}\n  condition: sel\n")
+    assert [i for i, d in enumerate(docs) if Engine(load(text)).match(d)] == [9]
+    rule = SigmaCollection.from_yaml(text)
+    (stock,) = ESQLBackend(processing_pipeline=icsmon_pipeline()).convert(rule)
+    (ours,) = IcsmonESQLBackend(processing_pipeline=icsmon_pipeline()).convert(rule)
+    assert 'match(event.type, "error")' in ours and "mv_max(ics.values)>1000" in ours
+    with pytest.warns(ElasticsearchWarning) as warned:
+        assert esql_rows(es_client, index, stock, " | keep _id") == []
+    assert any("single-value function encountered multi-value" in str(w.message) for w in warned)
+    assert esql_rows(es_client, index, ours, " | keep _id") == [{"_id": "9"}]
 
 
 def test_known_difference_string_case(es_client: Elasticsearch, event_index, load) -> None:

@@ -108,6 +108,16 @@ def test_conversion_notes_for_plain_rules(selection: str, expected: list[str]) -
     assert notes(RULE.format(sel=selection), "lucene") == expected
 
 
+def test_conversion_notes_for_multi_valued_fields() -> None:
+    case = "ics.tag: strings match case-insensitively here, case-sensitively in Elasticsearch"
+    pattern = RULE.format(sel="ics.tag|startswith: 'hr:'")
+    assert notes(pattern, "esql") == ["ics.tag: several values in one field: ES|QL takes a pattern, regular"
+                                      " expression or CIDR test on them as null, the engine tests each value", case]
+    assert notes(pattern, "lucene") == [case]  # a Lucene query tests each value, as the engine
+    assert notes(RULE.format(sel="ics.tag: 'hr:40001'"), "esql") == [case]  # equality: match()
+    assert notes(RULE.format(sel="ics.values|gt: 10"), "esql") == []  # comparison: mv_max()
+
+
 def test_conversion_notes_for_fieldref_and_correlations() -> None:
     text = RULE.format(sel="destination.port|fieldref: source.port")
     assert notes(text, "lucene") == ["destination.port: field references cannot be expressed in Lucene"]
