@@ -474,18 +474,26 @@ def live(interface: str, bpf: str | None, snaplen: int, count: int | None, durat
     from sensor.capture.live import LiveCapture
 
     settings = _settings(sensor_id, no_dissect, verbosity, summary)
+    opened: list[LiveCapture] = []
+    stopped = threading.Event()
+
+    def stop(*_: Any) -> None:
+        stopped.set()
+        for capture in opened:
+            capture.stop()
+
+    # From the moment the interface opens, packets queue in the ring: a stop that comes while the
+    # rules load still ends the run cleanly and drains them.
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     try:  # the interface first: a wrong name or missing capability is the only line printed
         capture = LiveCapture(interface, bpf_filter=bpf, snaplen=snaplen)
     except CaptureError as exc:
         fail(str(exc))
         return
-
-    def stop(*_: Any) -> None:
+    opened.append(capture)
+    if stopped.is_set():
         capture.stop()
-
-    # Packets queue in the ring from here on: a stop that comes while the rules load still drains them.
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
     try:
         analysis = _Analysis(alerts_path, watch=True)
     except BaseException:
