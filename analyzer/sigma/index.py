@@ -31,7 +31,7 @@ from operator import attrgetter
 from typing import Any, Protocol
 
 from analyzer.sigma.modifiers import key
-from sensor.events import Timestamp
+from analyzer.sigma.modifiers import number as to_number  # `number` names a local below
 
 __all__ = ["COMMON_VALUES", "FIELD_CARDINALITY", "IndexedRule", "RANGE_BUCKET", "RARE_VALUES", "RuleIndex",
            "UNSELECTIVE_FIELDS"]
@@ -84,18 +84,6 @@ def _buckets(bounds: tuple[float | None, float | None]) -> range | None:
         return None
     first, last = int(low // RANGE_BUCKET), int(high // RANGE_BUCKET)
     return range(first, last + 1) if last - first < _MAX_ENTRIES else None
-
-
-def _number(value: Any) -> float | None:
-    cls = value.__class__
-    if cls is int or cls is float or cls is Timestamp:
-        return value
-    if cls is str:
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
 
 
 class _Group:
@@ -235,7 +223,7 @@ def _collect(group: tuple[Any, ...], get: Any, out: list[Any]) -> None:
         if value is None:
             continue
         for item in _scalars(value):
-            number = _number(item) if item.__class__ is not bool else None
+            number = to_number(item) if item.__class__ is not bool else None
             if number is not None and -1e18 < number < 1e18:  # not NaN or infinite
                 hit = table.get(int(number // RANGE_BUCKET))
                 if hit:

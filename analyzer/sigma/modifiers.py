@@ -41,7 +41,7 @@ from sigma.types import (
 
 from sensor.events import Timestamp
 
-__all__ = ["Matcher", "MatcherSpec", "UnsupportedValue", "either", "key", "matcher_for"]
+__all__ = ["Matcher", "MatcherSpec", "UnsupportedValue", "either", "key", "matcher_for", "number"]
 
 Matcher = Callable[[Any], bool]
 
@@ -208,7 +208,8 @@ def _cidr(networks: Iterable[IPv4Network | IPv6Network]) -> Matcher:
     return _any(test)
 
 
-def _number(value: Any) -> float | None:
+def number(value: Any) -> float | None:
+    """A field value as a number for gt/gte/lt/lte: numbers as they are, numeric text parsed, else None."""
     cls = value.__class__
     if cls is int or cls is float or cls is Timestamp:
         return value
@@ -232,7 +233,7 @@ _COMPARE: dict[CompareOperators, Callable[[float, float], bool]] = {
 def _compare(value: SigmaCompareExpression) -> Matcher:
     op = _COMPARE[value.op]
     bound = value.number.number
-    return _any(lambda v: (n := _number(v)) is not None and op(n, bound))
+    return _any(lambda v: (n := number(v)) is not None and op(n, bound))
 
 
 def _time(value: Any) -> datetime | None:
