@@ -474,12 +474,12 @@ def live(interface: str, bpf: str | None, snaplen: int, count: int | None, durat
     from sensor.capture.live import LiveCapture
 
     settings = _settings(sensor_id, no_dissect, verbosity, summary)
-    opened: list[LiveCapture] = []
+    capture: LiveCapture | None = None
     stopped = threading.Event()
 
     def stop(*_: Any) -> None:
         stopped.set()
-        for capture in opened:
+        if capture is not None:
             capture.stop()
 
     # From the moment the interface opens, packets queue in the ring: a stop that comes while the
@@ -491,8 +491,7 @@ def live(interface: str, bpf: str | None, snaplen: int, count: int | None, durat
     except CaptureError as exc:
         fail(str(exc))
         return
-    opened.append(capture)
-    if stopped.is_set():
+    if stopped.is_set():  # a stop came while the interface opened
         capture.stop()
     try:
         analysis = _Analysis(alerts_path, watch=True)
