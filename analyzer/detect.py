@@ -14,8 +14,10 @@ skipped for that event; it never stops the sensor.
 Alert documents: a new alert is handed on at once. Updates of an open alert
 (the aggregator emits the same :class:`~analyzer.alerts.Alert` again with a
 higher version) are coalesced: at most one document per alert every
-``update_interval`` seconds (wall clock), and the latest state of every alert
-with a pending update at :meth:`Analyzer.flush` (end of input, shutdown). The
+``update_interval`` seconds (wall clock), checked as events come and, between
+them, whenever the caller calls :meth:`Analyzer.tick` (``icsmon live`` does on a
+quiet link), and the latest state of every alert with a pending update at
+:meth:`Analyzer.flush` (end of input, shutdown). The
 document id is the alert id and its version the alert version, so a store
 keeps the newest and a flood of identical writes is one alert, not a flood of
 writes. Each document handed on also goes to the ``alert_outputs`` (the
@@ -225,6 +227,12 @@ class Analyzer:
                 self.last_detector_error = f"{name}: {type(exc).__name__}: {exc}"
         if self.store_events:
             self.deliver_event(event)
+        if self._dirty and self._clock() >= self._next_flush:  # tick(), inlined: once per event
+            self.flush()
+
+    def tick(self) -> None:
+        """Hand on pending alert updates once the update interval has passed. Events do this as they
+        come; a caller calls it when none come (a quiet live link), so updates are not held back."""
         if self._dirty and self._clock() >= self._next_flush:
             self.flush()
 

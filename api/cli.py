@@ -500,6 +500,7 @@ def live(interface: str, bpf: str | None, snaplen: int, count: int | None, durat
         raise
     output = _EventOutput(settings, events_path, analysis.event_store_sink)
     sensor = Sensor(settings, sink=analysis.sink(output))
+    capture.housekeeping = analysis.analyzer.tick  # alert updates go out while the link is quiet too
     timer = threading.Timer(duration, stop) if duration else None
     if timer:
         timer.daemon = True

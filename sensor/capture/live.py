@@ -48,6 +48,11 @@ Why it is written the way it is:
   (interface ``rx_dropped`` + ``rx_fifo_errors`` since the capture started)
   go to ``interface_dropped``, and packets still in the ring when the stop
   deadline cut the drain short to ``extra["left_in_ring"]``.
+* **Quiet links.** Whoever reads packets may set :attr:`LiveCapture.housekeeping`
+  to a callable; the iterator calls it in the reading thread after every
+  block it hands out and whenever it finds nothing to read (at least every
+  :data:`POLL_MS`), so work that is due by the clock (handing on alert
+  updates) is done while no packet arrives, without a second thread.
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import BinaryIO
 
@@ -183,6 +188,8 @@ class LiveCapture:
         self._closed = False
         self._backlog: list[Packet] = []
         self._received = 0
+        self.housekeeping: Callable[[], None] | None = None
+        """Called in the reading thread between blocks and while no packet arrives (see the module docstring)."""
         self._kernel = [0, 0, 0]  # packets, drops, ring-full episodes; accumulated (the kernel resets)
         self._extra = {"outgoing_ignored": 0, "truncated": 0, "vlan_tags_restored": 0, "interface_down": 0,
                        "left_in_ring": 0}
@@ -317,11 +324,15 @@ class LiveCapture:
         while not self._closed:
             batch = self._read_block()
             if batch is None:
+                if self.housekeeping is not None:
+                    self.housekeeping()
                 if not self._wait():
                     return
                 continue
             self._received += len(batch)
             yield from self._hand_out(batch)
+            if self.housekeeping is not None:
+                self.housekeeping()
             if self._stop_requested and self._past_deadline():
                 self._extra["left_in_ring"] += self._count_unread()
                 return
@@ -385,6 +396,8 @@ class LiveCapture:
             try:
                 frame, cmsgs, _flags, address = sock.recvmsg(self.snaplen, ancillary, socket.MSG_DONTWAIT)
             except BlockingIOError:
+                if self.housekeeping is not None:
+                    self.housekeeping()
                 if not self._wait():
                     return
                 continue
@@ -408,6 +421,8 @@ class LiveCapture:
                         self._extra["truncated"] += 1
             self._received += 1
             yield ts or time.time(), linktype, frame, name
+            if not self._received & 1023 and self.housekeeping is not None:  # a link that is never quiet
+                self.housekeeping()
             if self._stop_requested and self._past_deadline():
                 return
 

@@ -303,6 +303,25 @@ def test_alert_updates_keep_their_id_and_the_store_keeps_the_final_version(tmp_p
     assert analyzer.alert_documents == 3  # two new alerts and one coalesced update, not 501 writes
 
 
+def test_tick_hands_on_pending_updates_once_the_interval_has_passed() -> None:
+    """Between events (a quiet link) tick() hands on the latest state when due, and not before."""
+    now = [0.0]
+    got: list[Document] = []
+    analyzer = Analyzer([flag_writes], deliver=got.append, update_interval=1.0, clock=lambda: now[0])
+    for i in range(3):
+        analyzer(write_event(i))
+    assert [d.version for d in got] == [1]  # the new alert at once; its two updates wait
+    now[0] = 0.5
+    analyzer.tick()
+    assert len(got) == 1
+    now[0] = 1.0
+    analyzer.tick()
+    assert [d.version for d in got] == [1, 3] and got[-1].body["icsmon.alert.count"] == 3
+    now[0] = 5.0
+    analyzer.tick()
+    assert len(got) == 2  # nothing pending: nothing repeated
+
+
 def flag_writes(event: dict[str, Any]) -> list[Detection]:
     if event.get("ics.operation") != "write":
         return []
