@@ -188,7 +188,7 @@ class LiveCapture:
         self._closed = False
         self._backlog: list[Packet] = []
         self._received = 0
-        self.housekeeping: Callable[[], None] | None = None
+        self.housekeeping: Callable[[], None] = _nothing
         """Called in the reading thread between blocks and while no packet arrives (see the module docstring)."""
         self._kernel = [0, 0, 0]  # packets, drops, ring-full episodes; accumulated (the kernel resets)
         self._extra = {"outgoing_ignored": 0, "truncated": 0, "vlan_tags_restored": 0, "interface_down": 0,
@@ -324,15 +324,13 @@ class LiveCapture:
         while not self._closed:
             batch = self._read_block()
             if batch is None:
-                if self.housekeeping is not None:
-                    self.housekeeping()
+                self.housekeeping()
                 if not self._wait():
                     return
                 continue
             self._received += len(batch)
             yield from self._hand_out(batch)
-            if self.housekeeping is not None:
-                self.housekeeping()
+            self.housekeeping()
             if self._stop_requested and self._past_deadline():
                 self._extra["left_in_ring"] += self._count_unread()
                 return
@@ -396,8 +394,7 @@ class LiveCapture:
             try:
                 frame, cmsgs, _flags, address = sock.recvmsg(self.snaplen, ancillary, socket.MSG_DONTWAIT)
             except BlockingIOError:
-                if self.housekeeping is not None:
-                    self.housekeeping()
+                self.housekeeping()
                 if not self._wait():
                     return
                 continue
@@ -421,7 +418,7 @@ class LiveCapture:
                         self._extra["truncated"] += 1
             self._received += 1
             yield ts or time.time(), linktype, frame, name
-            if not self._received & 1023 and self.housekeeping is not None:  # a link that is never quiet
+            if not self._received & 1023:  # a link that is never quiet
                 self.housekeeping()
             if self._stop_requested and self._past_deadline():
                 return
@@ -551,6 +548,10 @@ class LiveCapture:
 
     def __repr__(self) -> str:
         return f"LiveCapture({self.interface!r}, mode={self.mode!r}, filter={self.bpf_filter!r})"
+
+
+def _nothing() -> None:
+    """The default housekeeping."""
 
 
 def _interface_index(interface: str) -> int:
